@@ -1,0 +1,160 @@
+//! The command line: `serve`, `keys`, `check-config`. Exit codes: 0 ok, 1 the operation failed,
+//! 2 bad configuration or arguments (clap exits 2 for bad arguments itself).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::StartError;
+use crate::config::{Config, ConfigError};
+use crate::keys;
+
+#[derive(Parser)]
+#[command(name = "authgate", version, about = "Authentication sidecar: accounts, RS256 gatekeeping proxy, key publishing")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (public and admin listeners).
+    Serve {
+        /// TOML configuration file; without one, embedded defaults and AUTHGATE_* variables.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Manage signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+    /// Validate the configuration and print it, secrets redacted.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate a new RSA key pair in DIR; it becomes the signing key there.
+    Generate {
+        #[arg(long, default_value = "./keys")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 2048, value_parser = parse_bits)]
+        bits: usize,
+    },
+    /// Add a new signing key to the configured keys dir; older keys stay published.
+    Rotate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_parser = parse_bits)]
+        bits: Option<usize>,
+    },
+    /// List the published keys, newest (signing) first.
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Stop publishing a key: tokens signed with it are refused from then on.
+    Retire {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The key's kid, as `keys list` shows it.
+        kid: String,
+    },
+}
+
+fn parse_bits(text: &str) -> Result<usize, String> {
+    match text {
+        "2048" | "3072" | "4096" => Ok(text.parse().unwrap_or(2048)),
+        _ => Err("use 2048, 3072 or 4096".into()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) => 2,
+            CliError::Failed(_) => 1,
+        }
+    }
+}
+
+impl From<StartError> for CliError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Config(msg) => CliError::Config(ConfigError(msg)),
+            other => CliError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<keys::KeyError> for CliError {
+    fn from(e: keys::KeyError) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    init_logging();
+    match cli.command {
+        Command::Serve { config } => {
+            let config = Config::from_process(config.as_deref())?;
+            crate::server::run(config)?;
+        }
+        Command::CheckConfig { config } => {
+            let config = Config::from_process(config.as_deref())?;
+            print!("{}", config.to_redacted_toml());
+        }
+        Command::Keys { action } => keys_command(action)?,
+    }
+    Ok(())
+}
+
+fn keys_command(action: KeysCommand) -> Result<(), CliError> {
+    match action {
+        KeysCommand::Generate { dir, bits } => {
+            let key = keys::generate(&dir, bits)?;
+            println!("{} {}", key.kid, key.file.display());
+        }
+        KeysCommand::Rotate { config, bits } => {
+            let config = Config::from_process(config.as_deref())?;
+            let key = keys::generate(&config.jwt.keys_dir, bits.unwrap_or(config.jwt.key_bits))?;
+            println!("{} {}", key.kid, key.file.display());
+        }
+        KeysCommand::List { config } => {
+            let config = Config::from_process(config.as_deref())?;
+            let ring = keys::KeyRing::open(&config.jwt.keys_dir)?;
+            let set = ring.snapshot();
+            for (i, key) in set.all().iter().enumerate() {
+                let role = if i == 0 { "signing" } else { "published" };
+                println!("{}\t{}\t{} bits\t{role}", key.kid, key.created, key.bits);
+            }
+        }
+        KeysCommand::Retire { config, kid } => {
+            let config = Config::from_process(config.as_deref())?;
+            keys::retire(&config.jwt.keys_dir, &kid)?;
+            println!("retired {kid}");
+        }
+    }
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

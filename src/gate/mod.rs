@@ -1,0 +1,305 @@
+//! Gatekeeping, free of any HTTP server: which route a path takes, which credential a request
+//! carries, and whether it may pass and as whom. The proxy only translates the answer.
+
+mod path;
+mod routes;
+
+use http::HeaderMap;
+
+use crate::config::AuthMode;
+use crate::jwt::{Claims, TokenService};
+
+pub use path::{canonical_path, PathError};
+pub use routes::{matches_prefix, normalize_prefix, resolve_upstream, strip, Route, RouteTable};
+
+/// Every header the upstream may trust. Client-sent ones are always removed first.
+pub const IDENTITY_PREFIX: &str = "x-auth-";
+
+/// A credential found on a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credential<'a> {
+    Missing,
+    Jwt(&'a str),
+    ApiKey(&'a str),
+}
+
+/// Finds the credential: `Authorization: Bearer|JWT <jwt>`, `Authorization: Token <key>`, or
+/// `X-API-Key: <key>`. Ambiguity (a header twice) is an error, never a guess.
+pub fn credential(headers: &HeaderMap) -> Result<Credential<'_>, &'static str> {
+    let mut authorization = headers.get_all(http::header::AUTHORIZATION).iter();
+    let first = authorization.next();
+    if authorization.next().is_some() {
+        return Err("more than one Authorization header");
+    }
+    if let Some(value) = first {
+        let value = value
+            .to_str()
+            .map_err(|_| "Authorization header is not visible ASCII")?;
+        let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("jwt") {
+            if rest.is_empty() {
+                return Err("empty bearer token");
+            }
+            return Ok(Credential::Jwt(rest));
+        }
+        if scheme.eq_ignore_ascii_case("token") {
+            if rest.is_empty() {
+                return Err("empty API key");
+            }
+            return Ok(Credential::ApiKey(rest));
+        }
+        // Another scheme (Basic, ...) is for the upstream, not for us.
+    }
+    let mut api_keys = headers.get_all("x-api-key").iter();
+    match (api_keys.next(), api_keys.next()) {
+        (None, _) => Ok(Credential::Missing),
+        (Some(_), Some(_)) => Err("more than one X-API-Key header"),
+        (Some(value), None) => {
+            let key = value
+                .to_str()
+                .map_err(|_| "X-API-Key header is not visible ASCII")?
+                .trim();
+            if key.is_empty() {
+                Err("empty API key")
+            } else {
+                Ok(Credential::ApiKey(key))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Jwt,
+    ApiKey,
+}
+
+/// A verified caller, as the upstream will learn it from the `X-Auth-*` headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub email: String,
+    pub username: Option<String>,
+    pub verified: bool,
+    pub staff: bool,
+    pub roles: Vec<String>,
+    pub method: AuthMethod,
+}
+
+impl Identity {
+    pub fn from_claims(claims: Claims) -> Identity {
+        Identity {
+            user_id: claims.sub,
+            email: claims.email,
+            username: claims.username,
+            verified: claims.verified,
+            staff: claims.staff,
+            roles: claims.roles,
+            method: AuthMethod::Jwt,
+        }
+    }
+
+    /// The identity headers, in a fixed order.
+    pub fn headers(&self) -> [(&'static str, String); 7] {
+        [
+            ("X-Auth-User-Id", header_safe(&self.user_id)),
+            ("X-Auth-Email", header_safe(&self.email)),
+            (
+                "X-Auth-Username",
+                header_safe(self.username.as_deref().unwrap_or("")),
+            ),
+            ("X-Auth-Verified", self.verified.to_string()),
+            ("X-Auth-Staff", self.staff.to_string()),
+            ("X-Auth-Roles", header_safe(&self.roles.join(","))),
+            (
+                "X-Auth-Method",
+                match self.method {
+                    AuthMethod::Jwt => "jwt",
+                    AuthMethod::ApiKey => "api_key",
+                }
+                .to_string(),
+            ),
+        ]
+    }
+}
+
+/// Header values cannot carry control characters; our own data never has them, but a header
+/// must not be the place where that assumption breaks.
+fn header_safe(value: &str) -> String {
+    value.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// Why a request may not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// 401 or 403.
+    pub status: u16,
+    /// The RFC 6750 / JSON `error`; `None` when no credential was given at all.
+    pub error: Option<&'static str>,
+    pub description: String,
+    /// A stable label for metrics.
+    pub reason: &'static str,
+}
+
+impl Denial {
+    fn unauthorized(error: Option<&'static str>, description: impl Into<String>, reason: &'static str) -> Self {
+        Denial {
+            status: 401,
+            error,
+            description: description.into(),
+            reason,
+        }
+    }
+
+    fn forbidden(error: &'static str, description: &str) -> Self {
+        Denial {
+            status: 403,
+            error: Some(error),
+            description: description.to_string(),
+            reason: error,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Pass without identity headers.
+    Anonymous,
+    /// Pass with identity headers.
+    Authenticated(Identity),
+    Denied(Denial),
+}
+
+/// Decides a request on `route`, given what [`credential`] found.
+pub fn authorize(
+    route: &Route,
+    found: Result<Credential<'_>, &'static str>,
+    tokens: &TokenService,
+) -> Outcome {
+    if route.auth == AuthMode::None {
+        return Outcome::Anonymous;
+    }
+    let identity = match found {
+        Err(description) => {
+            return Outcome::Denied(Denial::unauthorized(
+                Some("invalid_token"),
+                description,
+                "bad_credential",
+            ))
+        }
+        Ok(Credential::Missing) => {
+            return match route.auth {
+                AuthMode::Optional => Outcome::Anonymous,
+                _ => Outcome::Denied(Denial::unauthorized(
+                    None,
+                    "authentication required",
+                    "missing",
+                )),
+            }
+        }
+        Ok(Credential::ApiKey(_)) => {
+            return Outcome::Denied(Denial::unauthorized(
+                Some("invalid_token"),
+                "unknown API key",
+                "api_key",
+            ))
+        }
+        Ok(Credential::Jwt(token)) => match tokens.verify(token) {
+            Ok(claims) => Identity::from_claims(claims),
+            Err(rejection) => {
+                return Outcome::Denied(Denial::unauthorized(
+                    Some("invalid_token"),
+                    rejection.to_string(),
+                    rejection.reason(),
+                ))
+            }
+        },
+    };
+    if route.require_verified && !identity.verified {
+        return Outcome::Denied(Denial::forbidden(
+            "unverified",
+            "this route requires a verified account",
+        ));
+    }
+    if !route.roles.is_empty() && !route.roles.iter().any(|r| identity.roles.contains(r)) {
+        return Outcome::Denied(Denial::forbidden(
+            "insufficient_role",
+            "this route requires one of the roles it lists",
+        ));
+    }
+    Outcome::Authenticated(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn credentials_are_found() {
+        assert_eq!(credential(&headers(&[])), Ok(Credential::Missing));
+        assert_eq!(
+            credential(&headers(&[("authorization", "Bearer a.b.c")])),
+            Ok(Credential::Jwt("a.b.c"))
+        );
+        assert_eq!(
+            credential(&headers(&[("authorization", "JWT a.b.c")])),
+            Ok(Credential::Jwt("a.b.c"))
+        );
+        assert_eq!(
+            credential(&headers(&[("authorization", "bearer   a.b.c ")])),
+            Ok(Credential::Jwt("a.b.c"))
+        );
+        assert_eq!(
+            credential(&headers(&[("authorization", "Token k1")])),
+            Ok(Credential::ApiKey("k1"))
+        );
+        assert_eq!(
+            credential(&headers(&[("x-api-key", "k2")])),
+            Ok(Credential::ApiKey("k2"))
+        );
+        assert_eq!(
+            credential(&headers(&[("authorization", "Basic dXNlcjpwYXNz")])),
+            Ok(Credential::Missing)
+        );
+    }
+
+    #[test]
+    fn ambiguous_or_empty_credentials_are_errors() {
+        assert!(credential(&headers(&[("authorization", "Bearer")])).is_err());
+        assert!(credential(&headers(&[("authorization", "Bearer  ")])).is_err());
+        assert!(credential(&headers(&[
+            ("authorization", "Bearer a"),
+            ("authorization", "Bearer b")
+        ]))
+        .is_err());
+        assert!(credential(&headers(&[("x-api-key", "a"), ("x-api-key", "b")])).is_err());
+        assert!(credential(&headers(&[("x-api-key", "")])).is_err());
+    }
+
+    #[test]
+    fn identity_headers_never_carry_control_characters() {
+        let identity = Identity {
+            user_id: "u1".into(),
+            email: "a@b.c\r\nX-Evil: 1".into(),
+            username: None,
+            verified: true,
+            staff: false,
+            roles: vec!["admin".into(), "ops".into()],
+            method: AuthMethod::Jwt,
+        };
+        let h = identity.headers();
+        assert_eq!(h[1].1, "a@b.cX-Evil: 1");
+        assert_eq!(h[2].1, "");
+        assert_eq!(h[5].1, "admin,ops");
+        assert_eq!(h[6].1, "jwt");
+    }
+}

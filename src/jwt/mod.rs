@@ -1,0 +1,247 @@
+//! RS256 access tokens: the claims, signing with the current key, and verification that
+//! rejects everything RFC 8725 warns about, each with a reason a client can read.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::KeyRing;
+
+/// The claims of an authgate access token (SPEC §8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    pub sub: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: String,
+    pub email: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub verified: bool,
+    #[serde(default)]
+    pub staff: bool,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// Who a token is for: what the account logic hands to [`TokenService::issue`].
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    pub user_id: String,
+    pub email: String,
+    pub username: Option<String>,
+    pub verified: bool,
+    pub staff: bool,
+    pub roles: Vec<String>,
+}
+
+/// Why a token was refused. `reason()` is a stable label (metrics, logs); `to_string()` the
+/// `error_description` a client sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("token is not three base64url segments")]
+    Malformed,
+    #[error("token header is not valid base64url JSON")]
+    BadHeader,
+    #[error("algorithm `{0}` is not accepted (RS256 only)")]
+    Algorithm(String),
+    #[error("header `{0}` is not accepted")]
+    ForbiddenHeader(&'static str),
+    #[error("unknown key id")]
+    UnknownKid,
+    #[error("signature does not verify")]
+    Signature,
+    #[error("token expired")]
+    Expired,
+    #[error("token not valid yet")]
+    NotYetValid,
+    #[error("wrong issuer")]
+    Issuer,
+    #[error("wrong audience")]
+    Audience,
+    #[error("claims are missing or malformed")]
+    Claims,
+}
+
+impl Rejection {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Malformed => "malformed",
+            Rejection::BadHeader => "bad_header",
+            Rejection::Algorithm(_) => "algorithm",
+            Rejection::ForbiddenHeader(_) => "forbidden_header",
+            Rejection::UnknownKid => "unknown_kid",
+            Rejection::Signature => "signature",
+            Rejection::Expired => "expired",
+            Rejection::NotYetValid => "not_yet_valid",
+            Rejection::Issuer => "issuer",
+            Rejection::Audience => "audience",
+            Rejection::Claims => "claims",
+        }
+    }
+}
+
+/// The parts of a JOSE header we look at before any key is touched.
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+    jku: Option<serde_json::Value>,
+    x5u: Option<serde_json::Value>,
+    jwk: Option<serde_json::Value>,
+    x5c: Option<serde_json::Value>,
+    crit: Option<serde_json::Value>,
+}
+
+/// Signs and verifies access tokens with the live key ring.
+pub struct TokenService {
+    keys: Arc<KeyRing>,
+    issuer: String,
+    audience: Option<String>,
+    access_ttl: i64,
+    validation: Validation,
+}
+
+/// The largest token we are willing to look at; real ones are well under 2 KiB.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+impl TokenService {
+    pub fn new(
+        keys: Arc<KeyRing>,
+        issuer: &str,
+        audience: Option<&str>,
+        access_ttl: std::time::Duration,
+        leeway: std::time::Duration,
+    ) -> TokenService {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[issuer]);
+        match audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&["exp", "iss", "sub", "nbf"]);
+        validation.validate_nbf = true;
+        validation.leeway = leeway.as_secs();
+        TokenService {
+            keys,
+            issuer: issuer.to_string(),
+            audience: audience.map(str::to_string),
+            access_ttl: access_ttl.as_secs() as i64,
+            validation,
+        }
+    }
+
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
+    }
+
+    /// Issues an access token for `subject`; returns it with its claims.
+    pub fn issue(&self, subject: &Subject) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        let now = unix_now();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: subject.user_id.clone(),
+            iat: now,
+            nbf: now,
+            exp: now + self.access_ttl,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            email: subject.email.clone(),
+            username: subject.username.clone(),
+            verified: subject.verified,
+            staff: subject.staff,
+            roles: subject.roles.clone(),
+        };
+        let token = self.sign(&claims)?;
+        Ok((token, claims))
+    }
+
+    /// Signs arbitrary claims with the current key (also used by tests to mint edge cases).
+    pub fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+        let set = self.keys.snapshot();
+        let key = set.current();
+        let mut header = Header::new(Algorithm::RS256);
+        header.typ = Some("JWT".into());
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.encoding)
+    }
+
+    /// Verifies a compact JWS and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, Rejection> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Rejection::Malformed);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(_), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Rejection::Malformed);
+        };
+        let header_json = URL_SAFE_NO_PAD
+            .decode(header_b64)
+            .map_err(|_| Rejection::BadHeader)?;
+        let header: RawHeader =
+            serde_json::from_slice(&header_json).map_err(|_| Rejection::BadHeader)?;
+        match header.alg.as_deref() {
+            Some("RS256") => {}
+            Some(other) => return Err(Rejection::Algorithm(truncate(other))),
+            None => return Err(Rejection::Algorithm("(none given)".into())),
+        }
+        for (name, present) in [
+            ("jku", header.jku.is_some()),
+            ("x5u", header.x5u.is_some()),
+            ("jwk", header.jwk.is_some()),
+            ("x5c", header.x5c.is_some()),
+            ("crit", header.crit.is_some()),
+        ] {
+            if present {
+                return Err(Rejection::ForbiddenHeader(name));
+            }
+        }
+        let set = self.keys.snapshot();
+        let key = match header.kid.as_deref() {
+            Some(kid) => set.get(kid).ok_or(Rejection::UnknownKid)?,
+            None => set.current(),
+        };
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => Rejection::Signature,
+                ErrorKind::ExpiredSignature => Rejection::Expired,
+                ErrorKind::ImmatureSignature => Rejection::NotYetValid,
+                ErrorKind::InvalidIssuer => Rejection::Issuer,
+                ErrorKind::InvalidAudience => Rejection::Audience,
+                ErrorKind::InvalidAlgorithm => Rejection::Algorithm("RS256 mismatch".into()),
+                ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => Rejection::Audience,
+                ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => Rejection::Issuer,
+                ErrorKind::Base64(_) | ErrorKind::InvalidToken | ErrorKind::Utf8(_) => {
+                    Rejection::Malformed
+                }
+                _ => Rejection::Claims,
+            })
+    }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(16)
+        .collect()
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,391 @@
+//! Signing keys: generation, the on-disk key directory, rotation, and the published key set.
+//!
+//! A key directory holds one PKCS#8 PEM private key per signing key, named
+//! `<unix-seconds>-<kid prefix>.key.pem` (mode 0600), with its SPKI public key beside it as
+//! `.pub.pem`. The newest key signs; every key in the directory is published in the JWKS and
+//! accepted for verification. Retiring a key removes its files.
+
+mod jwk;
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::traits::PublicKeyParts;
+use rsa::{RsaPrivateKey, RsaPublicKey};
+
+pub use jwk::{thumbprint, Jwk};
+
+const PRIVATE_SUFFIX: &str = ".key.pem";
+const PUBLIC_SUFFIX: &str = ".pub.pem";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a PKCS#8 PEM RSA private key ({reason})")]
+    Parse { path: PathBuf, reason: String },
+    #[error("{path}: private key is readable or writable by others (mode {mode:o}); run `chmod 600 {path}`")]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
+    move |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One RSA key pair with everything derived from it that the hot paths need.
+pub struct KeyPair {
+    pub kid: String,
+    pub created: u64,
+    pub bits: usize,
+    pub file: PathBuf,
+    pub public_pem: String,
+    pub jwk: Jwk,
+    pub(crate) encoding: EncodingKey,
+    pub(crate) decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("kid", &self.kid)
+            .field("created", &self.created)
+            .field("bits", &self.bits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyPair {
+    fn from_private_pem(pem: &str, created: u64, file: PathBuf) -> Result<KeyPair, KeyError> {
+        let parse = |reason: String| KeyError::Parse {
+            path: file.clone(),
+            reason,
+        };
+        let private = RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| parse(e.to_string()))?;
+        let public = RsaPublicKey::from(&private);
+        let public_pem = public
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| parse(e.to_string()))?;
+        let jwk = Jwk::from_public(&public);
+        let encoding =
+            EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| parse(e.to_string()))?;
+        let decoding =
+            DecodingKey::from_rsa_pem(public_pem.as_bytes()).map_err(|e| parse(e.to_string()))?;
+        Ok(KeyPair {
+            kid: jwk.kid.clone(),
+            created,
+            bits: public.n().bits(),
+            file,
+            public_pem,
+            jwk,
+            encoding,
+            decoding,
+        })
+    }
+}
+
+/// An immutable snapshot of the published keys, newest first.
+pub struct KeySet {
+    keys: Vec<Arc<KeyPair>>,
+    by_kid: HashMap<String, Arc<KeyPair>>,
+    jwks_json: bytes::Bytes,
+    fingerprint: Vec<(String, u64, SystemTime)>,
+}
+
+impl KeySet {
+    fn new(mut keys: Vec<Arc<KeyPair>>, fingerprint: Vec<(String, u64, SystemTime)>) -> Self {
+        keys.sort_by(|a, b| (b.created, &b.kid).cmp(&(a.created, &a.kid)));
+        let by_kid = keys.iter().map(|k| (k.kid.clone(), k.clone())).collect();
+        let jwks = serde_json::json!({ "keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() });
+        KeySet {
+            keys,
+            by_kid,
+            jwks_json: serde_json::to_vec(&jwks).unwrap_or_default().into(),
+            fingerprint,
+        }
+    }
+
+    /// The signing key: the newest.
+    pub fn current(&self) -> &Arc<KeyPair> {
+        &self.keys[0]
+    }
+
+    pub fn get(&self, kid: &str) -> Option<&Arc<KeyPair>> {
+        self.by_kid.get(kid)
+    }
+
+    pub fn all(&self) -> &[Arc<KeyPair>] {
+        &self.keys
+    }
+
+    /// The JWK Set document, rendered once per key change.
+    pub fn jwks_json(&self) -> bytes::Bytes {
+        self.jwks_json.clone()
+    }
+}
+
+/// The live key set of a running server; swapped whole when the key directory changes.
+pub struct KeyRing {
+    dir: PathBuf,
+    current: RwLock<Arc<KeySet>>,
+}
+
+impl KeyRing {
+    /// Opens a key directory, generating a first key of `bits` when it holds none.
+    pub fn open_or_init(dir: &Path, bits: usize) -> Result<KeyRing, KeyError> {
+        ensure_dir(dir)?;
+        if list_private_keys(dir)?.is_empty() {
+            let key = generate(dir, bits)?;
+            tracing::info!(kid = %key.kid, bits, dir = %dir.display(), "generated the first signing key");
+        }
+        KeyRing::open(dir)
+    }
+
+    /// Opens a key directory that must already hold at least one key.
+    pub fn open(dir: &Path) -> Result<KeyRing, KeyError> {
+        let set = load_dir(dir)?;
+        Ok(KeyRing {
+            dir: dir.to_path_buf(),
+            current: RwLock::new(Arc::new(set)),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn snapshot(&self) -> Arc<KeySet> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the directory if its key files changed. Returns true when the set changed.
+    /// On any error the previous keys stay in service.
+    pub fn reload_if_changed(&self) -> Result<bool, KeyError> {
+        let fingerprint = dir_fingerprint(&self.dir)?;
+        if fingerprint == self.snapshot().fingerprint {
+            return Ok(false);
+        }
+        let set = load_dir(&self.dir)?;
+        let kids: Vec<&str> = set.keys.iter().map(|k| k.kid.as_str()).collect();
+        tracing::info!(keys = ?kids, current = %set.current().kid, "key set reloaded");
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(set);
+        Ok(true)
+    }
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), KeyError> {
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(dir))?;
+    }
+    Ok(())
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Generates a new key pair in `dir`; it becomes the signing key of that directory.
+pub fn generate(dir: &Path, bits: usize) -> Result<Arc<KeyPair>, KeyError> {
+    if ![2048, 3072, 4096].contains(&bits) {
+        return Err(KeyError::Other(format!(
+            "unsupported key size {bits} (use 2048, 3072 or 4096)"
+        )));
+    }
+    ensure_dir(dir)?;
+    let private = RsaPrivateKey::new(&mut rand::rngs::OsRng, bits)
+        .map_err(|e| KeyError::Other(format!("key generation failed: {e}")))?;
+    let pem = private
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| KeyError::Other(format!("key encoding failed: {e}")))?;
+    let public = RsaPublicKey::from(&private);
+    let kid = thumbprint(&public);
+    // A new key must sort after every existing one even when made within the same second.
+    let newest = list_private_keys(dir)?
+        .iter()
+        .map(|(_, created)| *created)
+        .max()
+        .unwrap_or(0);
+    let created = now_unix().max(newest + 1);
+    let stem = format!("{created}-{}", &kid[..12]);
+    let private_path = dir.join(format!("{stem}{PRIVATE_SUFFIX}"));
+    let public_path = dir.join(format!("{stem}{PUBLIC_SUFFIX}"));
+    let public_pem = public
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| KeyError::Other(format!("key encoding failed: {e}")))?;
+    write_new(&public_path, public_pem.as_bytes(), 0o644)?;
+    // The private key is written last, under a temporary name, so a running server that polls
+    // the directory never reads half a key.
+    let tmp = dir.join(format!(".{stem}.tmp"));
+    write_new(&tmp, pem.as_bytes(), 0o600)?;
+    fs::rename(&tmp, &private_path).map_err(io_err(&private_path))?;
+    Ok(Arc::new(KeyPair::from_private_pem(
+        &pem,
+        created,
+        private_path,
+    )?))
+}
+
+fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), KeyError> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io_err(path))?;
+    // The umask may have narrowed the mode; the private key must end exactly at `mode`.
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err(path))?;
+    file.write_all(data).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
+}
+
+/// Private key files of `dir` with their creation time, from their names.
+fn list_private_keys(dir: &Path) -> Result<Vec<(PathBuf, u64)>, KeyError> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_suffix(PRIVATE_SUFFIX) else {
+            continue;
+        };
+        let created = stem
+            .split('-')
+            .next()
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
+        found.push((entry.path(), created));
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn dir_fingerprint(dir: &Path) -> Result<Vec<(String, u64, SystemTime)>, KeyError> {
+    let mut fingerprint = Vec::new();
+    for (path, _) in list_private_keys(dir)? {
+        let meta = fs::metadata(&path).map_err(io_err(&path))?;
+        fingerprint.push((
+            path.display().to_string(),
+            meta.len(),
+            meta.modified().unwrap_or(UNIX_EPOCH),
+        ));
+    }
+    Ok(fingerprint)
+}
+
+fn load_dir(dir: &Path) -> Result<KeySet, KeyError> {
+    let fingerprint = dir_fingerprint(dir)?;
+    let mut keys = Vec::new();
+    for (path, created) in list_private_keys(dir)? {
+        let meta = fs::metadata(&path).map_err(io_err(&path))?;
+        let mode = meta.permissions().mode() & 0o777;
+        // Group may read (Kubernetes `fsGroup` mounts do that); nobody else may touch it.
+        if mode & 0o027 != 0 {
+            return Err(KeyError::Permissions { path, mode });
+        }
+        let pem = fs::read_to_string(&path).map_err(io_err(&path))?;
+        keys.push(Arc::new(KeyPair::from_private_pem(&pem, created, path)?));
+    }
+    if keys.is_empty() {
+        return Err(KeyError::Other(format!(
+            "{}: no signing keys (*{PRIVATE_SUFFIX}); run `authgate keys generate --dir {}`",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    Ok(KeySet::new(keys, fingerprint))
+}
+
+/// Removes a key from the directory. The signing key can only be retired once a newer one exists.
+pub fn retire(dir: &Path, kid: &str) -> Result<(), KeyError> {
+    let set = load_dir(dir)?;
+    let key = set
+        .get(kid)
+        .ok_or_else(|| KeyError::Other(format!("no key with kid `{kid}` in {}", dir.display())))?;
+    if Arc::ptr_eq(key, set.current()) {
+        return Err(KeyError::Other(format!(
+            "`{kid}` is the signing key; run `authgate keys rotate` first"
+        )));
+    }
+    let public = key
+        .file
+        .display()
+        .to_string()
+        .replace(PRIVATE_SUFFIX, PUBLIC_SUFFIX);
+    fs::remove_file(&key.file).map_err(io_err(&key.file))?;
+    let _ = fs::remove_file(public);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_are_private_and_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::open_or_init(dir.path(), 2048).unwrap();
+        let first = ring.snapshot().current().clone();
+        let mode = fs::metadata(&first.file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(first.bits, 2048);
+
+        let second = generate(dir.path(), 2048).unwrap();
+        assert!(ring.reload_if_changed().unwrap());
+        let set = ring.snapshot();
+        assert_eq!(set.current().kid, second.kid);
+        assert!(set.get(&first.kid).is_some(), "old key stays published");
+        assert!(!ring.reload_if_changed().unwrap());
+
+        assert!(retire(dir.path(), &second.kid).is_err(), "current key is kept");
+        retire(dir.path(), &first.kid).unwrap();
+        ring.reload_if_changed().unwrap();
+        assert_eq!(ring.snapshot().all().len(), 1);
+    }
+
+    #[test]
+    fn world_readable_private_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = generate(dir.path(), 2048).unwrap();
+        fs::set_permissions(&key.file, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = KeyRing::open(dir.path()).unwrap_err();
+        assert!(matches!(err, KeyError::Permissions { .. }), "{err}");
+        assert!(err.to_string().contains("chmod 600"));
+    }
+
+    #[test]
+    fn garbage_key_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1-x.key.pem");
+        write_new(&path, b"not a key", 0o600).unwrap();
+        let err = KeyRing::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a PKCS#8 PEM RSA private key"), "{err}");
+    }
+}

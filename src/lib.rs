@@ -1,0 +1,13 @@
+//! authgate: an authentication sidecar. See ARCHITECTURE.md for the map.
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod gate;
+pub mod graphql;
+pub mod jwt;
+pub mod keys;
+pub mod metrics;
+pub mod proxy;
+pub mod server;

@@ -1,0 +1,93 @@
+//! Prometheus metrics, all named `authgate_*`, in a registry of our own.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered on the public listener, by route prefix (or `authgate` for our own
+    /// endpoints, `none` for no match) and status.
+    pub requests: IntCounterVec,
+    /// Gatekeeping outcomes: `outcome` is allowed|anonymous|denied, `reason` why.
+    pub auth: IntCounterVec,
+    /// Time from sending the request upstream to its response header, by route.
+    pub upstream_seconds: HistogramVec,
+    /// Time spent verifying a JWT (signature and claims).
+    pub jwt_verify_seconds: prometheus::Histogram,
+    /// JWKS documents served (verifiers fetching keys show up here).
+    pub jwks_requests: prometheus::IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("authgate_http_requests_total", "Requests answered on the public listener"),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let auth = IntCounterVec::new(
+            Opts::new("authgate_auth_total", "Gatekeeping outcomes by reason"),
+            &["outcome", "reason"],
+        )
+        .expect("valid metric");
+        let upstream_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "authgate_upstream_duration_seconds",
+                "Time to the upstream's response header",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["route"],
+        )
+        .expect("valid metric");
+        let jwt_verify_seconds = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "authgate_jwt_verify_duration_seconds",
+                "Time to verify one JWT",
+            )
+            .buckets(vec![
+                0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005,
+            ]),
+        )
+        .expect("valid metric");
+        let jwks_requests = prometheus::IntCounter::new(
+            "authgate_jwks_requests_total",
+            "JWKS documents served",
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(auth.clone()),
+            Box::new(upstream_seconds.clone()),
+            Box::new(jwt_verify_seconds.clone()),
+            Box::new(jwks_requests.clone()),
+        ] {
+            registry.register(collector).expect("metric registered once");
+        }
+        Metrics {
+            registry,
+            requests,
+            auth,
+            upstream_seconds,
+            jwt_verify_seconds,
+            jwks_requests,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

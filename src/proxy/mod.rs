@@ -1,0 +1,286 @@
+//! The public listener: a Pingora `ProxyHttp` that answers authgate's own endpoints itself and
+//! forwards everything else through the gatekeeper. It only translates between HTTP and
+//! [`crate::gate`] / [`crate::graphql`].
+
+mod forward;
+mod own;
+mod respond;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use crate::app::App;
+use crate::gate::{self, Credential, Identity, Outcome, Route};
+use crate::graphql::AuthgateSchema;
+
+pub use respond::{ErrorBody, Reply};
+
+/// Per-request state.
+pub struct Ctx {
+    request_id: String,
+    /// Metrics label: the route prefix, `authgate` for our own endpoints, `none` for no match.
+    label: Arc<str>,
+    route: Option<Arc<Route>>,
+    identity: Option<Identity>,
+    /// The canonical path, as authorized.
+    path: String,
+    upstream_start: Option<Instant>,
+}
+
+pub struct Gateway {
+    app: Arc<App>,
+    own: own::Endpoints,
+    label_own: Arc<str>,
+    label_none: Arc<str>,
+    route_labels: Vec<(Arc<Route>, Arc<str>)>,
+}
+
+impl Gateway {
+    pub fn new(app: Arc<App>, schema: AuthgateSchema) -> Gateway {
+        let route_labels = app
+            .routes
+            .all()
+            .iter()
+            .map(|r| (r.clone(), Arc::from(r.prefix.as_str())))
+            .collect();
+        Gateway {
+            own: own::Endpoints::new(&app, schema),
+            app,
+            label_own: Arc::from("authgate"),
+            label_none: Arc::from("none"),
+            route_labels,
+        }
+    }
+
+    fn label_for(&self, route: &Arc<Route>) -> Arc<str> {
+        self.route_labels
+            .iter()
+            .find(|(r, _)| Arc::ptr_eq(r, route))
+            .map(|(_, label)| label.clone())
+            .unwrap_or_else(|| self.label_none.clone())
+    }
+
+    fn authorize(&self, route: &Route, req: &RequestHeader) -> Outcome {
+        let found = gate::credential(&req.headers);
+        if matches!(found, Ok(Credential::Jwt(_))) {
+            let start = Instant::now();
+            let outcome = gate::authorize(route, found, &self.app.tokens);
+            self.app
+                .metrics
+                .jwt_verify_seconds
+                .observe(start.elapsed().as_secs_f64());
+            outcome
+        } else {
+            gate::authorize(route, found, &self.app.tokens)
+        }
+    }
+}
+
+/// A client-supplied request id is kept when it is short and plain; otherwise we make one.
+fn request_id(req: &RequestHeader) -> String {
+    if let Some(value) = req.headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        let ok = (1..=128).contains(&value.len())
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        if ok {
+            return value.to_string();
+        }
+    }
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Removes every `X-Auth-*` header the client sent.
+fn strip_identity_headers(req: &mut RequestHeader) {
+    let spoofed: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(gate::IDENTITY_PREFIX))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        req.remove_header(&name);
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            request_id: String::new(),
+            label: self.label_none.clone(),
+            route: None,
+            identity: None,
+            path: String::new(),
+            upstream_start: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.request_id = request_id(session.req_header());
+        strip_identity_headers(session.req_header_mut());
+
+        let path = match gate::canonical_path(session.req_header().uri.path()) {
+            Ok(path) => path,
+            Err(e) => {
+                let body = ErrorBody::new("invalid_request", e.to_string());
+                respond::json(session, &ctx.request_id, 400, &body, None).await?;
+                return Ok(true);
+            }
+        };
+        if let Some(endpoint) = self.own.find(&path) {
+            ctx.label = self.label_own.clone();
+            let reply = self.own.serve(endpoint, session).await?;
+            respond::reply(session, &ctx.request_id, reply).await?;
+            return Ok(true);
+        }
+        let Some(route) = self.app.routes.find(&path).cloned() else {
+            let body = ErrorBody::new("not_found", "no route matches this path");
+            respond::json(session, &ctx.request_id, 404, &body, None).await?;
+            return Ok(true);
+        };
+        ctx.label = self.label_for(&route);
+        let metrics = &self.app.metrics.auth;
+        match self.authorize(&route, session.req_header()) {
+            Outcome::Anonymous => metrics.with_label_values(&["anonymous", "none"]).inc(),
+            Outcome::Authenticated(identity) => {
+                metrics.with_label_values(&["allowed", "jwt"]).inc();
+                ctx.identity = Some(identity);
+            }
+            Outcome::Denied(denial) => {
+                metrics.with_label_values(&["denied", denial.reason]).inc();
+                respond::denial(session, &ctx.request_id, &denial).await?;
+                return Ok(true);
+            }
+        }
+        ctx.route = Some(route);
+        ctx.path = path;
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let route = ctx.route.as_ref().ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, "no route chosen before upstream_peer")
+        })?;
+        let mut peer = HttpPeer::new(route.upstream, false, String::new());
+        peer.options.connection_timeout = Some(std::time::Duration::from_secs(5));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        forward::rewrite_request(&self.app.config.server, session, upstream, ctx)?;
+        ctx.upstream_start = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(start) = ctx.upstream_start.take() {
+            self.app
+                .metrics
+                .upstream_seconds
+                .with_label_values(&[&ctx.label])
+                .observe(start.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 && session.response_written().is_none() {
+            let body = match code {
+                502 => ErrorBody::new("bad_gateway", "the upstream is unreachable or failed"),
+                400 => ErrorBody::new("bad_request", "the request could not be read"),
+                413 => ErrorBody::new("payload_too_large", "the request body is too large"),
+                _ => ErrorBody::new("internal_error", "the request could not be completed"),
+            };
+            let _ = respond::json(session, &ctx.request_id, code, &body, None).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map_or(0, |resp| resp.status.as_u16());
+        self.app
+            .metrics
+            .requests
+            .with_label_values(&[&*ctx.label, status_label(status)])
+            .inc();
+    }
+}
+
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        101 => "101",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        0 => "0",
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Bytes of a fixed document, cheap to clone per request.
+pub(crate) fn bytes_of(text: impl Into<Vec<u8>>) -> Bytes {
+    Bytes::from(text.into())
+}

@@ -1,0 +1,133 @@
+//! authgate's own endpoints on the public listener: GraphQL, GraphiQL, JWKS, OIDC discovery.
+//! They always win over routes.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+use pingora::Result;
+
+use super::respond::{ErrorBody, Reply};
+use crate::app::App;
+use crate::graphql::{self, AuthgateSchema};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Graphql,
+    Jwks,
+    OpenidConfiguration,
+}
+
+pub struct Endpoints {
+    app: Arc<App>,
+    schema: AuthgateSchema,
+    graphiql: Option<Bytes>,
+    openid_configuration: Bytes,
+}
+
+impl Endpoints {
+    pub fn new(app: &Arc<App>, schema: AuthgateSchema) -> Endpoints {
+        let public_url = app.config.server.public_url.trim_end_matches('/');
+        let discovery = serde_json::json!({
+            "issuer": app.config.issuer(),
+            "jwks_uri": format!("{public_url}/.well-known/jwks.json"),
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "subject_types_supported": ["public"],
+            "response_types_supported": ["token"],
+        });
+        Endpoints {
+            app: app.clone(),
+            schema,
+            graphiql: app
+                .config
+                .graphql
+                .playground
+                .then(|| super::bytes_of(graphql::graphiql_page())),
+            openid_configuration: super::bytes_of(
+                serde_json::to_vec(&discovery).unwrap_or_default(),
+            ),
+        }
+    }
+
+    pub fn find(&self, path: &str) -> Option<Endpoint> {
+        match path {
+            "/graphql" | "/graphql/" => Some(Endpoint::Graphql),
+            "/.well-known/jwks.json" => Some(Endpoint::Jwks),
+            "/.well-known/openid-configuration" => Some(Endpoint::OpenidConfiguration),
+            _ => None,
+        }
+    }
+
+    pub async fn serve(&self, endpoint: Endpoint, session: &mut Session) -> Result<Reply> {
+        let method = session.req_header().method.clone();
+        let is_get = method == http::Method::GET || method == http::Method::HEAD;
+        Ok(match endpoint {
+            Endpoint::Jwks if is_get => {
+                self.app.metrics.jwks_requests.inc();
+                let jwks = self.app.tokens.keys().snapshot().jwks_json();
+                Reply::new(200, "application/json", jwks)
+                    .with_header("cache-control", "public, max-age=60")
+            }
+            Endpoint::OpenidConfiguration if is_get => {
+                Reply::new(200, "application/json", self.openid_configuration.clone())
+                    .with_header("cache-control", "public, max-age=300")
+            }
+            Endpoint::Graphql if method == http::Method::POST => self.graphql(session).await?,
+            Endpoint::Graphql if is_get => match &self.graphiql {
+                Some(page) => Reply::new(200, "text/html; charset=utf-8", page.clone()),
+                None => method_not_allowed("POST"),
+            },
+            Endpoint::Graphql => method_not_allowed(if self.graphiql.is_some() {
+                "GET, POST"
+            } else {
+                "POST"
+            }),
+            Endpoint::Jwks | Endpoint::OpenidConfiguration => method_not_allowed("GET, HEAD"),
+        })
+    }
+
+    async fn graphql(&self, session: &mut Session) -> Result<Reply> {
+        let limit = self.app.config.graphql.max_body_bytes;
+        let body = match read_body(session, limit).await? {
+            Some(body) => body,
+            None => {
+                return Ok(Reply::new(
+                    413,
+                    "application/json",
+                    graphql::error_body(&format!("request body is over {limit} bytes")),
+                ))
+            }
+        };
+        let reply = graphql::execute(&self.schema, &body).await;
+        Ok(Reply::new(reply.status, "application/json", reply.body))
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Reply {
+    Reply::json_error(
+        405,
+        &ErrorBody::new("method_not_allowed", format!("use {allow}")),
+    )
+    .with_header("allow", allow)
+}
+
+/// Reads the whole request body, or `None` as soon as it is known to exceed `limit` bytes.
+async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>>> {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = session.read_request_body().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
