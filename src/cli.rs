@@ -10,7 +10,11 @@ use crate::config::{Config, ConfigError};
 use crate::keys;
 
 #[derive(Parser)]
-#[command(name = "authgate", version, about = "Authentication sidecar: accounts, RS256 gatekeeping proxy, key publishing")]
+#[command(
+    name = "authgate",
+    version,
+    about = "Authentication sidecar: accounts, RS256 gatekeeping proxy, key publishing"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -156,5 +160,6 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

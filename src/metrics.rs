@@ -23,7 +23,10 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("authgate_http_requests_total", "Requests answered on the public listener"),
+            Opts::new(
+                "authgate_http_requests_total",
+                "Requests answered on the public listener",
+            ),
             &["route", "status"],
         )
         .expect("valid metric");
@@ -54,11 +57,9 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
-        let jwks_requests = prometheus::IntCounter::new(
-            "authgate_jwks_requests_total",
-            "JWKS documents served",
-        )
-        .expect("valid metric");
+        let jwks_requests =
+            prometheus::IntCounter::new("authgate_jwks_requests_total", "JWKS documents served")
+                .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(auth.clone()),
@@ -66,7 +67,9 @@ impl Metrics {
             Box::new(jwt_verify_seconds.clone()),
             Box::new(jwks_requests.clone()),
         ] {
-            registry.register(collector).expect("metric registered once");
+            registry
+                .register(collector)
+                .expect("metric registered once");
         }
         Metrics {
             registry,

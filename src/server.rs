@@ -52,7 +52,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     );
     public.add_tcp(&config.server.listen.to_string());
 
-    let mut admin = Service::new("authgate admin listener".to_string(), Admin::new(app.clone()));
+    let mut admin = Service::new(
+        "authgate admin listener".to_string(),
+        Admin::new(app.clone()),
+    );
     admin.add_tcp(&config.server.admin_listen.to_string());
 
     let watcher = background_service("authgate key watcher", KeyWatcher { app: app.clone() });
@@ -80,14 +83,14 @@ struct KeyWatcher {
 #[async_trait]
 impl BackgroundService for KeyWatcher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut hangup =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(signal) => Some(signal),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGHUP; polling only");
-                    None
-                }
-            };
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(signal) => Some(signal),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; polling only");
+                None
+            }
+        };
         let mut tick = tokio::time::interval(KEY_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -103,7 +106,9 @@ impl BackgroundService for KeyWatcher {
                 tokio::task::spawn_blocking(move || app.tokens.keys().reload_if_changed()).await;
             match result {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "key reload failed; keeping the previous keys"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "key reload failed; keeping the previous keys")
+                }
                 Err(e) => tracing::error!(error = %e, "key reload task failed"),
             }
         }

@@ -42,11 +42,7 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
-            "/metrics" => response(
-                200,
-                "text/plain; version=0.0.4",
-                self.app.metrics.render(),
-            ),
+            "/metrics" => response(200, "text/plain; version=0.0.4", self.app.metrics.render()),
             "/healthz" => response(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             "/readyz" => {
                 let failing = self.failing();
@@ -57,7 +53,11 @@ impl ServeHttp for Admin {
                     response(503, "application/json", body.to_string().into_bytes())
                 }
             }
-            _ => response(404, "application/json", br#"{"error":"not_found"}"#.to_vec()),
+            _ => response(
+                404,
+                "application/json",
+                br#"{"error":"not_found"}"#.to_vec(),
+            ),
         }
     }
 }

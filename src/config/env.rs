@@ -9,10 +9,12 @@ use super::{Config, ConfigError};
 
 const PREFIX: &str = "AUTHGATE_";
 
+/// Applies the overrides; returns which key each variable set, for error messages.
 pub(super) fn apply_overrides(
     tree: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut applied = Vec::new();
     let defaults = toml::Table::try_from(Config::default())
         .map_err(|e| ConfigError(format!("config: cannot render defaults: {e}")))?;
     let mut vars: Vec<(String, String)> = env
@@ -24,6 +26,7 @@ pub(super) fn apply_overrides(
         let rest = &name[PREFIX.len()..];
         if rest == "MODE" {
             tree.insert("mode".into(), toml::Value::String(raw));
+            applied.push(("mode".to_string(), name));
             continue;
         }
         let Some((section, key)) = rest.split_once("__") else {
@@ -36,17 +39,18 @@ pub(super) fn apply_overrides(
             .and_then(|s| s.as_table())
             .and_then(|s| s.get(&key))
             .ok_or_else(unknown)?;
-        let value = typed_like(template, &raw)
-            .map_err(|what| ConfigError(format!("{name}: {what}")))?;
+        let value =
+            typed_like(template, &raw).map_err(|what| ConfigError(format!("{name}: {what}")))?;
         let table = tree
             .entry(section.clone())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         let table = table
             .as_table_mut()
             .ok_or_else(|| ConfigError(format!("config key `{section}`: must be a table")))?;
-        table.insert(key, value);
+        table.insert(key.clone(), value);
+        applied.push((format!("{section}.{key}"), name));
     }
-    Ok(())
+    Ok(applied)
 }
 
 /// Reads `raw` as a value of the same TOML type as `template`.
@@ -79,6 +83,11 @@ fn typed_like(template: &toml::Value, raw: &str) -> Result<toml::Value, String> 
                 )
             }
         }
-        other => return Err(format!("cannot be set from the environment ({})", other.type_str())),
+        other => {
+            return Err(format!(
+                "cannot be set from the environment ({})",
+                other.type_str()
+            ))
+        }
     })
 }

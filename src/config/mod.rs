@@ -278,15 +278,15 @@ impl Config {
             Some(path) => read_toml(path)?,
             None => toml::Table::new(),
         };
-        env::apply_overrides(&mut tree, env)?;
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree))
-            .map_err(|e| {
+        let from_env = env::apply_overrides(&mut tree, env)?;
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
                 let path = e.path().to_string();
-                let inner = e.into_inner().message().trim().to_string();
-                if path == "." {
-                    ConfigError(format!("config: {inner}"))
-                } else {
-                    ConfigError::at(path, inner)
+                let inner = e.into_inner().message().trim().replace('\n', "; ");
+                match from_env.iter().find(|(key, _)| *key == path) {
+                    Some((_, var)) => ConfigError(format!("{var} (config key `{path}`): {inner}")),
+                    None if path == "." => ConfigError(format!("config: {inner}")),
+                    None => ConfigError::at(path, inner),
                 }
             })?;
         config.validate()?;
@@ -367,19 +367,38 @@ impl Config {
                 ));
             }
         }
-        one_of("accounts.delete_mode", &self.accounts.delete_mode, &["deactivate", "hard"])?;
-        one_of("email.transport", &self.email.transport, &["log", "smtp", "file"])?;
-        one_of("email.smtp_tls", &self.email.smtp_tls, &["none", "starttls", "tls"])?;
+        one_of(
+            "accounts.delete_mode",
+            &self.accounts.delete_mode,
+            &["deactivate", "hard"],
+        )?;
+        one_of(
+            "email.transport",
+            &self.email.transport,
+            &["log", "smtp", "file"],
+        )?;
+        one_of(
+            "email.smtp_tls",
+            &self.email.smtp_tls,
+            &["none", "starttls", "tls"],
+        )?;
         if self.email.transport == "smtp" && self.email.smtp_host.is_empty() {
-            return Err(ConfigError::at("email.smtp_host", "required when email.transport = \"smtp\""));
+            return Err(ConfigError::at(
+                "email.smtp_host",
+                "required when email.transport = \"smtp\"",
+            ));
         }
         if self.email.transport == "file" && self.email.file_dir.is_empty() {
-            return Err(ConfigError::at("email.file_dir", "required when email.transport = \"file\""));
+            return Err(ConfigError::at(
+                "email.file_dir",
+                "required when email.transport = \"file\"",
+            ));
         }
-        if !self.storage.redis_url.is_empty()
-            && !(self.storage.redis_url.starts_with("redis://")
-                || self.storage.redis_url.starts_with("rediss://")
-                || self.storage.redis_url.starts_with("unix://"))
+        let redis = &self.storage.redis_url;
+        if !redis.is_empty()
+            && !["redis://", "rediss://", "unix://"]
+                .iter()
+                .any(|scheme| redis.starts_with(scheme))
         {
             return Err(ConfigError::at(
                 "storage.redis_url",
@@ -443,7 +462,7 @@ fn read_toml(path: &Path) -> Result<toml::Table, ConfigError> {
         ConfigError(format!(
             "config file {} line {line}: {}",
             path.display(),
-            e.message().trim()
+            e.message().trim().replace('\n', "; ")
         ))
     })
 }
@@ -480,7 +499,10 @@ mod tests {
                 ("AUTHGATE_JWT__ACCESS_TTL", "1h"),
                 ("AUTHGATE_GRAPHQL__MAX_DEPTH", "7"),
                 ("AUTHGATE_GRAPHQL__PLAYGROUND", "false"),
-                ("AUTHGATE_SERVER__TRUSTED_PROXIES", "10.0.0.0/8, 192.168.0.0/16"),
+                (
+                    "AUTHGATE_SERVER__TRUSTED_PROXIES",
+                    "10.0.0.0/8, 192.168.0.0/16",
+                ),
                 ("AUTHGATE_PORT", "tcp://10.0.0.1:8080"),
             ],
         )
@@ -493,16 +515,41 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             ("[server]\nlisten = \"nope\"\n", &[], "server.listen"),
             ("[jwt]\naccess_ttl = \"15x\"\n", &[], "jwt.access_ttl"),
             ("[server]\nlisten_port = 1\n", &[], "server"),
-            ("[rate_limit]\nlogin = \"ten per minute\"\n", &[], "rate_limit.login"),
-            ("[[routes]]\nprefix = \"api\"\nupstream = \"127.0.0.1:1\"\n", &[], "routes[0].prefix"),
-            ("[[routes]]\nprefix = \"/\"\nupstream = \"nowhere\"\n", &[], "routes[0].upstream"),
-            ("[[routes]]\nprefix = \"/\"\nupstream = \"127.0.0.1:1\"\nauth = \"maybe\"\n", &[], "routes[0].auth"),
-            ("", &[("AUTHGATE_GRAPHQL__MAX_DEPTH", "deep")], "AUTHGATE_GRAPHQL__MAX_DEPTH"),
-            ("", &[("AUTHGATE_SERVER__NOPE", "1")], "AUTHGATE_SERVER__NOPE"),
+            (
+                "[rate_limit]\nlogin = \"ten per minute\"\n",
+                &[],
+                "rate_limit.login",
+            ),
+            (
+                "[[routes]]\nprefix = \"api\"\nupstream = \"127.0.0.1:1\"\n",
+                &[],
+                "routes[0].prefix",
+            ),
+            (
+                "[[routes]]\nprefix = \"/\"\nupstream = \"nowhere\"\n",
+                &[],
+                "routes[0].upstream",
+            ),
+            (
+                "[[routes]]\nprefix = \"/\"\nupstream = \"127.0.0.1:1\"\nauth = \"maybe\"\n",
+                &[],
+                "routes[0].auth",
+            ),
+            (
+                "",
+                &[("AUTHGATE_GRAPHQL__MAX_DEPTH", "deep")],
+                "AUTHGATE_GRAPHQL__MAX_DEPTH",
+            ),
+            (
+                "",
+                &[("AUTHGATE_SERVER__NOPE", "1")],
+                "AUTHGATE_SERVER__NOPE",
+            ),
             ("[email]\ntransport = \"pigeon\"\n", &[], "email.transport"),
         ];
         for (text, env, key) in cases {
@@ -526,8 +573,14 @@ mod tests {
         )
         .unwrap();
         let text = config.to_redacted_toml();
-        assert!(!text.contains("s3cret") && !text.contains("hunter2"), "{text}");
-        assert!(text.contains("redis://app:<redacted>@redis:6379/0"), "{text}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("hunter2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redis://app:<redacted>@redis:6379/0"),
+            "{text}"
+        );
         // The rendered TOML loads back.
         let again = load(&text, &[]).unwrap();
         assert_eq!(again.server.listen, config.server.listen);

@@ -122,7 +122,7 @@ pub fn redact_url_password(url: &str) -> String {
         return url.to_string();
     };
     let userinfo = &rest[..at];
-    let user = userinfo.split_once(':').map_or(None, |(user, _)| Some(user));
+    let user = userinfo.split_once(':').map(|(user, _)| user);
     match user {
         Some(user) => format!("{}{user}:<redacted>{}", &url[..scheme_end + 3], &rest[at..]),
         // `redis://secret@host` puts the password where the user would be.
@@ -162,10 +162,7 @@ mod tests {
             redact_url_password("redis://u:p@h:6379/0"),
             "redis://u:<redacted>@h:6379/0"
         );
-        assert_eq!(
-            redact_url_password("redis://:p@h"),
-            "redis://:<redacted>@h"
-        );
+        assert_eq!(redact_url_password("redis://:p@h"), "redis://:<redacted>@h");
         assert_eq!(redact_url_password("redis://p@h"), "redis://<redacted>@h");
     }
 }

@@ -143,7 +143,11 @@ pub struct Denial {
 }
 
 impl Denial {
-    fn unauthorized(error: Option<&'static str>, description: impl Into<String>, reason: &'static str) -> Self {
+    fn unauthorized(
+        error: Option<&'static str>,
+        description: impl Into<String>,
+        reason: &'static str,
+    ) -> Self {
         Denial {
             status: 401,
             error,

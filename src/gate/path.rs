@@ -58,7 +58,10 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
             }
         }
     }
-    if out.split('/').any(|segment| segment == "." || segment == "..") {
+    if out
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
         return Err(PathError::DotSegment);
     }
     Ok(out)

@@ -37,7 +37,7 @@ impl RouteTable {
                 strip_prefix: r.strip_prefix,
             }));
         }
-        compiled.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        compiled.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         Ok(RouteTable { routes: compiled })
     }
 

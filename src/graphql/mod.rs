@@ -36,7 +36,13 @@ pub struct Reply {
 
 /// Runs one GraphQL-over-HTTP POST body (`{query, variables, operationName}`).
 pub async fn execute(schema: &AuthgateSchema, body: &[u8]) -> Reply {
-    let request: async_graphql::Request = match serde_json::from_slice(body) {
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let parsed = if is_object {
+        serde_json::from_slice(body)
+    } else {
+        Err(serde::de::Error::custom("expected a JSON object"))
+    };
+    let request: async_graphql::Request = match parsed {
         Ok(request) => request,
         Err(e) => {
             let message = if std::str::from_utf8(body).is_err() {

@@ -126,10 +126,15 @@ impl TokenService {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[issuer]);
         match audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                validation.set_required_spec_claims(&["exp", "iss", "sub", "nbf", "aud"]);
+            }
+            None => {
+                validation.validate_aud = false;
+                validation.set_required_spec_claims(&["exp", "iss", "sub", "nbf"]);
+            }
         }
-        validation.set_required_spec_claims(&["exp", "iss", "sub", "nbf"]);
         validation.validate_nbf = true;
         validation.leeway = leeway.as_secs();
         TokenService {
@@ -146,7 +151,10 @@ impl TokenService {
     }
 
     /// Issues an access token for `subject`; returns it with its claims.
-    pub fn issue(&self, subject: &Subject) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        subject: &Subject,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let now = unix_now();
         let claims = Claims {
             iss: self.issuer.clone(),

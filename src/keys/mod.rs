@@ -99,6 +99,7 @@ impl KeyPair {
 }
 
 /// An immutable snapshot of the published keys, newest first.
+#[derive(Debug)]
 pub struct KeySet {
     keys: Vec<Arc<KeyPair>>,
     by_kid: HashMap<String, Arc<KeyPair>>,
@@ -139,6 +140,7 @@ impl KeySet {
 }
 
 /// The live key set of a running server; swapped whole when the key directory changes.
+#[derive(Debug)]
 pub struct KeyRing {
     dir: PathBuf,
     current: RwLock<Arc<KeySet>>,
@@ -364,7 +366,10 @@ mod tests {
         assert!(set.get(&first.kid).is_some(), "old key stays published");
         assert!(!ring.reload_if_changed().unwrap());
 
-        assert!(retire(dir.path(), &second.kid).is_err(), "current key is kept");
+        assert!(
+            retire(dir.path(), &second.kid).is_err(),
+            "current key is kept"
+        );
         retire(dir.path(), &first.kid).unwrap();
         ring.reload_if_changed().unwrap();
         assert_eq!(ring.snapshot().all().len(), 1);

@@ -51,7 +51,11 @@ pub fn rewrite_request(
         .map(|a| a.ip());
     let trusted = peer.is_some_and(|ip| is_trusted(server, ip));
     let forwarded_for = match (peer, trusted) {
-        (Some(ip), true) => match upstream.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        (Some(ip), true) => match upstream
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(chain) if !chain.trim().is_empty() => format!("{chain}, {ip}"),
             _ => ip.to_string(),
         },
@@ -69,7 +73,10 @@ pub fn rewrite_request(
         .and_then(|v| v.to_str().ok())
         .filter(|p| trusted && (*p == "https" || *p == "http"))
         .map(str::to_string);
-    upstream.insert_header("x-forwarded-proto", client_proto.unwrap_or_else(|| "http".into()))?;
+    upstream.insert_header(
+        "x-forwarded-proto",
+        client_proto.unwrap_or_else(|| "http".into()),
+    )?;
     Ok(())
 }
 

@@ -85,7 +85,11 @@ impl Gateway {
 
 /// A client-supplied request id is kept when it is short and plain; otherwise we make one.
 fn request_id(req: &RequestHeader) -> String {
-    if let Some(value) = req.headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+    if let Some(value) = req
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
         let ok = (1..=128).contains(&value.len())
             && value
                 .bytes()
@@ -169,7 +173,10 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let route = ctx.route.as_ref().ok_or_else(|| {
-            Error::explain(ErrorType::InternalError, "no route chosen before upstream_peer")
+            Error::explain(
+                ErrorType::InternalError,
+                "no route chosen before upstream_peer",
+            )
         })?;
         let mut peer = HttpPeer::new(route.upstream, false, String::new());
         peer.options.connection_timeout = Some(std::time::Duration::from_secs(5));
@@ -252,32 +259,11 @@ impl ProxyHttp for Gateway {
     }
 }
 
+/// Status codes as metric labels, made once.
 fn status_label(status: u16) -> &'static str {
-    match status {
-        200 => "200",
-        201 => "201",
-        204 => "204",
-        101 => "101",
-        301 => "301",
-        302 => "302",
-        304 => "304",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        413 => "413",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        0 => "0",
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
+    static LABELS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let labels = LABELS.get_or_init(|| (0..600).map(|code| code.to_string()).collect());
+    labels.get(status as usize).map_or("other", String::as_str)
 }
 
 /// Bytes of a fixed document, cheap to clone per request.

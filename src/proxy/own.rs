@@ -111,7 +111,11 @@ fn method_not_allowed(allow: &'static str) -> Reply {
     .with_header("allow", allow)
 }
 
-/// Reads the whole request body, or `None` as soon as it is known to exceed `limit` bytes.
+/// How much of an oversized body is read and dropped so that the client, still sending, gets
+/// to read the 413 on a live connection. Past this the connection is simply closed.
+const DRAIN_LIMIT: u64 = 1024 * 1024;
+
+/// Reads the whole request body, or `None` when it exceeds `limit` bytes.
 async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>>> {
     let declared = session
         .req_header()
@@ -119,15 +123,28 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        if n <= DRAIN_LIMIT {
+            drain(session, 0).await;
+        }
         return Ok(None);
     }
     let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
     while let Some(chunk) = session.read_request_body().await? {
         if body.len() + chunk.len() > limit {
+            drain(session, (body.len() + chunk.len()) as u64).await;
             return Ok(None);
         }
         body.extend_from_slice(&chunk);
     }
     Ok(Some(body))
+}
+
+async fn drain(session: &mut Session, mut seen: u64) {
+    while seen <= DRAIN_LIMIT {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => seen += chunk.len() as u64,
+            _ => return,
+        }
+    }
 }

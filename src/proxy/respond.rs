@@ -44,7 +44,11 @@ impl Reply {
     }
 
     pub fn json_error(status: u16, body: &ErrorBody) -> Reply {
-        Reply::new(status, "application/json", serde_json::to_vec(body).unwrap_or_default())
+        Reply::new(
+            status,
+            "application/json",
+            serde_json::to_vec(body).unwrap_or_default(),
+        )
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
@@ -58,7 +62,11 @@ pub async fn reply(session: &mut Session, request_id: &str, reply: Reply) -> Res
     header.insert_header("content-type", reply.content_type)?;
     header.insert_header("content-length", reply.body.len().to_string())?;
     header.insert_header("x-request-id", request_id)?;
-    if !reply.headers.iter().any(|(name, _)| *name == "cache-control") {
+    if !reply
+        .headers
+        .iter()
+        .any(|(name, _)| *name == "cache-control")
+    {
         header.insert_header("cache-control", "no-store")?;
     }
     for (name, value) in reply.headers {
@@ -107,6 +115,12 @@ pub async fn denial(session: &mut Session, request_id: &str, denial: &Denial) ->
 /// An RFC 7230 quoted-string body: no quotes, backslashes or control characters.
 fn quotable(text: &str) -> String {
     text.chars()
-        .map(|c| if c == '"' || c == '\\' || c.is_control() { '\'' } else { c })
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                '\''
+            } else {
+                c
+            }
+        })
         .collect()
 }

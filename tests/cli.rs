@@ -1,0 +1,182 @@
+//! The command line: exit codes, one-line errors that name the key, key files.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output};
+
+fn authgate(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_config_exits_2_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str)] = &[
+        ("[server]\nlisten = \"localhost\"\n", "server.listen"),
+        ("[jwt]\naccess_ttl = \"forever\"\n", "jwt.access_ttl"),
+        ("[graphql]\nmax_depth = \"deep\"\n", "graphql.max_depth"),
+        (
+            "[[routes]]\nprefix = \"/\"\nupstream = \"127.0.0.1:1\"\nauth = \"sometimes\"\n",
+            "routes[0].auth",
+        ),
+        ("[server]\nlisen = \"127.0.0.1:1\"\n", "server"),
+        ("[server\n", "line 1"),
+    ];
+    for (text, key) in cases {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        for command in ["serve", "check-config"] {
+            let out = authgate(
+                &[command, "--config", path.to_str().unwrap()],
+                &[],
+                dir.path(),
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{command} {text}: {}",
+                stderr(&out)
+            );
+            let err = stderr(&out);
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+            assert!(err.contains(key), "{err} should name {key}");
+        }
+    }
+    let out = authgate(
+        &["check-config"],
+        &[("AUTHGATE_JWT__LEEWAY", "soon")],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("AUTHGATE_JWT__LEEWAY"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = authgate(
+        &["check-config", "--config", "/nonexistent.toml"],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = authgate(&["serve", "--bogus"], &[], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn check_config_prints_effective_config_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = authgate(
+        &["check-config"],
+        &[
+            (
+                "AUTHGATE_STORAGE__REDIS_URL",
+                "redis://app:hunter2@127.0.0.1:6379/0",
+            ),
+            ("AUTHGATE_EMAIL__SMTP_PASSWORD", "s3cret"),
+            ("AUTHGATE_JWT__ACCESS_TTL", "5m"),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !text.contains("hunter2") && !text.contains("s3cret"),
+        "{text}"
+    );
+    assert!(text.contains("<redacted>"));
+    assert!(text.contains("access_ttl = \"5m\""), "{text}");
+    assert!(text.contains("listen = \"127.0.0.1:8080\""), "{text}");
+    let parsed: toml::Table = text.parse().unwrap();
+    assert_eq!(parsed["mode"].as_str(), Some("gateway"));
+}
+
+#[test]
+fn keys_generate_writes_a_private_0600_pair_and_lists_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = authgate(
+        &["keys", "generate", "--dir", "k", "--bits", "3072"],
+        &[],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = String::from_utf8(out.stdout).unwrap();
+    let kid = line.split_whitespace().next().unwrap().to_string();
+    assert_eq!(kid.len(), 43, "base64url SHA-256: {kid}");
+    let mut private = 0;
+    for entry in std::fs::read_dir(dir.path().join("k")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        if name.ends_with(".key.pem") {
+            private += 1;
+            assert_eq!(mode, 0o600, "{name}");
+        } else {
+            assert!(name.ends_with(".pub.pem"), "{name}");
+        }
+    }
+    assert_eq!(private, 1);
+
+    let out = authgate(
+        &["keys", "list"],
+        &[("AUTHGATE_JWT__KEYS_DIR", "k")],
+        dir.path(),
+    );
+    let listing = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        listing.contains(&kid) && listing.contains("3072 bits"),
+        "{listing}"
+    );
+
+    let out = authgate(&["keys", "generate", "--bits", "1024"], &[], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_world_readable_private_key_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = authgate(&["keys", "generate", "--dir", "keys"], &[], dir.path());
+    assert!(out.status.success());
+    for entry in std::fs::read_dir(dir.path().join("keys")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let out = authgate(
+        &["serve"],
+        &[
+            ("AUTHGATE_SERVER__LISTEN", "127.0.0.1:0"),
+            ("AUTHGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:1"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("chmod 600"), "{err}");
+}
+
+#[test]
+fn a_taken_port_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = authgate(
+        &["serve"],
+        &[("AUTHGATE_SERVER__LISTEN", &addr)],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("server.listen") && err.contains(&addr),
+        "{err}"
+    );
+}

@@ -1,0 +1,349 @@
+//! Test harness: the real `authgate` binary on ephemeral ports with a temp dir, in front of a
+//! real HTTP upstream that echoes what it received.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authgate::jwt::{Claims, Subject, TokenService};
+use authgate::keys::KeyRing;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// A real HTTP/1.1 server that answers every request with what it saw:
+/// `{"method", "path", "query", "headers": {name: [values]}}`.
+/// `/big?bytes=N` answers N bytes; `/upload` answers the body's length and checksum;
+/// `/ws` accepts an upgrade and echoes bytes back.
+pub struct Upstream {
+    pub addr: SocketAddr,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), hyper::service::service_fn(echo))
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Upstream { addr }
+    }
+}
+
+async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    if path == "/big" {
+        let n: usize = query
+            .strip_prefix("bytes=")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let body: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        return Ok(Response::new(Full::new(Bytes::from(body))));
+    }
+    if path == "/ws" {
+        let response = Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        tokio::spawn(async move {
+            if let Ok(upgraded) = hyper::upgrade::on(req).await {
+                let mut io = TokioIo::new(upgraded);
+                let (mut r, mut w) = tokio::io::split(&mut io);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        return Ok(response);
+    }
+    let method = req.method().to_string();
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in req.headers() {
+        headers
+            .entry(name.as_str().to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let sum: u64 = body.iter().map(|b| *b as u64).sum();
+    let doc = serde_json::json!({
+        "method": method, "path": path, "query": query, "headers": headers,
+        "body_len": body.len(), "body_sum": sum,
+    });
+    Ok(Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(doc.to_string())))
+        .unwrap())
+}
+
+/// One running `authgate serve`.
+pub struct Authgate {
+    pub base: String,
+    pub admin: String,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+pub struct Builder {
+    routes: String,
+    env: Vec<(String, String)>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Builder {
+    /// `[[routes]]` tables; `{upstream}` is replaced by the upstream's address.
+    pub fn routes(mut self, routes: &str) -> Self {
+        self.routes = routes.to_string();
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Reuse a data/keys directory (e.g. one prepared with keys).
+    pub fn dir(mut self, dir: tempfile::TempDir) -> Self {
+        self.dir = Some(dir);
+        self
+    }
+
+    pub async fn start(self, upstream: Option<&Upstream>) -> Authgate {
+        let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
+        let (port, admin_port) = (free_port(), free_port());
+        let upstream_addr = upstream
+            .map(|u| u.addr.to_string())
+            .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin_port}"
+public_url = "http://127.0.0.1:{port}"
+threads = 1
+shutdown_timeout = "1s"
+
+[storage]
+data_dir = "{data}"
+
+[jwt]
+keys_dir = "{keys}"
+
+{routes}
+"#,
+            data = dir.path().join("data").display(),
+            keys = dir.path().join("keys").display(),
+            routes = self.routes.replace("{upstream}", &upstream_addr),
+        );
+        let config_path = dir.path().join("authgate.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("authgate.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_authgate"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .envs(self.env)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut gate = Authgate {
+            base: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            port,
+            dir,
+            child,
+        };
+        gate.wait_ready().await;
+        gate
+    }
+}
+
+impl Authgate {
+    pub fn builder() -> Builder {
+        Builder {
+            routes: String::new(),
+            env: Vec::new(),
+            dir: None,
+        }
+    }
+
+    async fn wait_ready(&mut self) {
+        let client = client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "authgate exited with {status} before ready:\n{}",
+                    self.log()
+                );
+            }
+            if let Ok(resp) = client.get(format!("{}/readyz", self.admin)).send().await {
+                if resp.status() == 200 {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("authgate not ready after 30s:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("authgate.log")).unwrap_or_default()
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A token service over this server's keys, as the server itself signs.
+    pub fn tokens(&self) -> TokenService {
+        tokens_for(&self.keys_dir(), &self.base, None)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    pub async fn graphql(&self, query: &str) -> Value {
+        client()
+            .post(self.url("/graphql"))
+            .json(&serde_json::json!({ "query": query }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Healthy and still proxying: used after every bad input.
+    pub async fn assert_healthy(&mut self) {
+        assert!(self.is_running(), "authgate died:\n{}", self.log());
+        let resp = client()
+            .get(format!("{}/healthz", self.admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let resp = client()
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+}
+
+impl Drop for Authgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn tokens_for(keys_dir: &Path, issuer: &str, audience: Option<&str>) -> TokenService {
+    TokenService::new(
+        Arc::new(KeyRing::open(keys_dir).unwrap()),
+        issuer,
+        audience,
+        Duration::from_secs(900),
+        Duration::from_secs(30),
+    )
+}
+
+pub fn subject() -> Subject {
+    Subject {
+        user_id: "u_123".into(),
+        email: "ada@example.com".into(),
+        username: Some("ada".into()),
+        verified: true,
+        staff: false,
+        roles: vec!["reader".into()],
+    }
+}
+
+/// Claims as the server would issue them, for tests that tamper with one field.
+pub fn claims(tokens: &TokenService) -> Claims {
+    tokens.issue(&subject()).unwrap().1
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// The echo upstream's view of one header (all values).
+pub fn seen(doc: &Value, header: &str) -> Vec<String> {
+    doc["headers"][header]
+        .as_array()
+        .map(|values| {
+            values
+                .iter()
+                .map(|v| v.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
