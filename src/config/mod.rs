@@ -491,6 +491,32 @@ mod tests {
         assert_eq!(config.routes.len(), 1);
     }
 
+    /// The documented example is the defaults, key for key: it cannot drift from the code.
+    #[test]
+    fn example_config_documents_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/authgate.toml");
+        let example = Config::load(Some(&path), Vec::new()).unwrap();
+        assert_eq!(
+            toml::to_string(&example).unwrap(),
+            toml::to_string(&Config::default()).unwrap()
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        for (section, value) in &defaults {
+            match value {
+                toml::Value::Table(keys) => {
+                    for key in keys.keys() {
+                        assert!(
+                            text.contains(&format!("\n{key} = ")),
+                            "config/authgate.toml does not document {section}.{key}"
+                        );
+                    }
+                }
+                _ => assert!(text.contains(&format!("\n{section} = ")) || section == "routes"),
+            }
+        }
+    }
+
     #[test]
     fn env_overrides_file_and_keeps_types() {
         let config = load(
