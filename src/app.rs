@@ -1,19 +1,27 @@
-//! The shared state of a running server: configuration, keys and tokens, routes, metrics.
-//! Built once at start-up; the proxy, the GraphQL schema and the admin listener read it.
+//! The shared state of a running server: configuration, keys and tokens, routes, accounts,
+//! metrics. Built once at start-up; the proxy, the GraphQL schema and the admin listener read it.
 
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::accounts::{self, Accounts, Argon2Settings, EmailTokens, Hasher, PasswordPolicy};
+use crate::config::{Config, Mode};
+use crate::email::Mailer;
 use crate::gate::RouteTable;
 use crate::jwt::TokenService;
 use crate::keys::{KeyError, KeyRing};
 use crate::metrics::Metrics;
+use crate::store::{SledStore, UserStore};
 
 pub struct App {
     pub config: Config,
-    pub tokens: TokenService,
+    pub tokens: Arc<TokenService>,
     pub routes: RouteTable,
     pub metrics: Metrics,
+    /// The account API; `None` in verifier mode.
+    pub accounts: Option<Arc<Accounts>>,
+    /// A random secret that the local CLI presents to the admin listener (`user create` while
+    /// the server holds the store). Kept in the data directory, mode 0600.
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,19 +40,69 @@ impl App {
             &config.jwt.keys_dir,
             config.jwt.key_bits,
         )?);
-        let tokens = TokenService::new(
+        let tokens = Arc::new(TokenService::new(
             keys,
             config.issuer(),
             config.audience(),
             config.jwt.access_ttl.as_std(),
             config.jwt.leeway.as_std(),
-        );
+        ));
         let routes = RouteTable::new(&config.routes).map_err(StartError::Config)?;
+        let (accounts, admin_token) = match config.mode {
+            Mode::Gateway => {
+                let store = SledStore::open(&config.storage.data_dir)
+                    .map_err(|e| StartError::Other(e.to_string()))?;
+                let accounts = build_accounts(&config, Arc::new(store), tokens.clone())?;
+                let admin_token = crate::admin::token::create(&config.storage.data_dir)
+                    .map_err(|e| StartError::Other(format!("admin token: {e}")))?;
+                (Some(Arc::new(accounts)), Some(admin_token))
+            }
+            Mode::Verifier => (None, None),
+        };
         Ok(Arc::new(App {
             config,
             tokens,
             routes,
             metrics: Metrics::new(),
+            accounts,
+            admin_token,
         }))
     }
+}
+
+/// The account service over a given store (also used by the CLI when no server runs).
+pub fn build_accounts(
+    config: &Config,
+    store: Arc<dyn UserStore>,
+    tokens: Arc<TokenService>,
+) -> Result<Accounts, StartError> {
+    let hasher = Hasher::new(Argon2Settings {
+        memory_kib: config.accounts.argon2_memory_kib,
+        iterations: config.accounts.argon2_iterations,
+        parallelism: config.accounts.argon2_parallelism,
+    })
+    .map_err(StartError::Config)?;
+    let mailer = Mailer::from_config(&config.email).map_err(StartError::Config)?;
+    let email_tokens = EmailTokens::open(&config.storage.data_dir)
+        .map_err(|e| StartError::Other(format!("{}: {e}", config.storage.data_dir.display())))?;
+    accounts::policy::preload();
+    Ok(Accounts::new(
+        store,
+        hasher,
+        PasswordPolicy {
+            min_length: config.accounts.password_min_length,
+        },
+        Arc::new(mailer),
+        email_tokens,
+        tokens,
+        accounts::Settings {
+            login_by_email: config.accounts.login_fields.iter().any(|f| f == "email"),
+            login_by_username: config.accounts.login_fields.iter().any(|f| f == "username"),
+            allow_unverified_login: config.accounts.allow_unverified_login,
+            email_available: config.accounts.email_available,
+            activation_ttl: config.accounts.activation_ttl.as_std(),
+            reset_ttl: config.accounts.reset_ttl.as_std(),
+            link_base: config.link_base().to_string(),
+        },
+    ))
 }

@@ -38,6 +38,36 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Manage accounts (works whether or not the server is running).
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from standard input unless --no-password.
+    Create {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        username: Option<String>,
+        /// Staff may use the staff-only queries.
+        #[arg(long)]
+        staff: bool,
+        /// Mark the email as verified (no activation email is sent either way).
+        #[arg(long)]
+        verified: bool,
+        /// A role for the token's `roles` claim; repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Create the account without a password.
+        #[arg(long)]
+        no_password: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -121,6 +151,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             print!("{}", config.to_redacted_toml());
         }
         Command::Keys { action } => keys_command(action)?,
+        Command::User { action } => user_command(action)?,
     }
     Ok(())
 }
@@ -151,6 +182,45 @@ fn keys_command(action: KeysCommand) -> Result<(), CliError> {
             println!("retired {kid}");
         }
     }
+    Ok(())
+}
+
+fn user_command(action: UserCommand) -> Result<(), CliError> {
+    let UserCommand::Create {
+        config,
+        email,
+        username,
+        staff,
+        verified,
+        roles,
+        no_password,
+    } = action;
+    let config = Config::from_process(config.as_deref())?;
+    let password = if no_password {
+        None
+    } else {
+        let mut input = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)
+            .map_err(|e| CliError::Failed(format!("reading the password from stdin: {e}")))?;
+        let password = input.trim_end_matches(['\r', '\n']).to_string();
+        if password.is_empty() {
+            return Err(CliError::Failed(
+                "no password on standard input (use --no-password for none)".into(),
+            ));
+        }
+        Some(password)
+    };
+    let request = crate::admin::CreateUser {
+        email,
+        username,
+        password,
+        staff,
+        verified,
+        roles,
+    };
+    let (id, email) =
+        crate::admin::client::create_user(&config, request).map_err(CliError::Failed)?;
+    println!("{id} {email}");
     Ok(())
 }
 

@@ -1,13 +1,17 @@
 //! authgate: an authentication sidecar. See ARCHITECTURE.md for the map.
 
+pub mod accounts;
 pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod email;
 pub mod gate;
 pub mod graphql;
 pub mod jwt;
 pub mod keys;
 pub mod metrics;
+pub mod pages;
 pub mod proxy;
 pub mod server;
+pub mod store;

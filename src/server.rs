@@ -71,6 +71,20 @@ pub fn run(config: Config) -> Result<(), StartError> {
         "authgate serving"
     );
     server.run(RunArgs::default());
+    if let Some(accounts) = &app.accounts {
+        // Pingora's runtimes are gone; a small one makes the last flush.
+        let flushed = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(accounts.store().flush())
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = flushed {
+            tracing::error!(error = %e, "final flush of the user store failed");
+        }
+    }
     tracing::info!("authgate stopped");
     Ok(())
 }

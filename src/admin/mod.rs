@@ -1,16 +1,54 @@
-//! The admin listener (loopback by default): `/metrics`, `/healthz`, `/readyz`.
+//! The admin listener (loopback by default): `/metrics`, `/healthz`, `/readyz`, and `POST
+//! /users`, through which the CLI creates accounts while the server holds the store.
+
+pub mod client;
+pub mod token;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use serde::{Deserialize, Serialize};
 
+use crate::accounts::{Failure, NewAccount};
 use crate::app::App;
 
 pub struct Admin {
     app: Arc<App>,
 }
+
+/// The body of `POST /users` (and what `authgate user create` sends).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateUser {
+    pub email: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub staff: bool,
+    #[serde(default)]
+    pub verified: bool,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl From<CreateUser> for NewAccount {
+    fn from(c: CreateUser) -> Self {
+        NewAccount {
+            email: c.email,
+            username: c.username,
+            password: c.password,
+            staff: c.staff,
+            verified: c.verified,
+            roles: c.roles,
+        }
+    }
+}
+
+/// Largest admin request body.
+const MAX_BODY: usize = 16 * 1024;
 
 impl Admin {
     pub fn new(app: Arc<App>) -> Admin {
@@ -18,12 +56,58 @@ impl Admin {
     }
 
     /// The parts that are not working, by name; empty when ready.
-    fn failing(&self) -> Vec<&'static str> {
+    async fn failing(&self) -> Vec<&'static str> {
         let mut failing = Vec::new();
         if self.app.tokens.keys().snapshot().all().is_empty() {
             failing.push("keys");
         }
+        if let Some(accounts) = &self.app.accounts {
+            if !accounts.store().ping().await {
+                failing.push("store");
+            }
+        }
         failing
+    }
+
+    async fn create_user(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let (Some(accounts), Some(real)) = (&self.app.accounts, &self.app.admin_token) else {
+            return json(404, &serde_json::json!({"error": "not_found"}));
+        };
+        let presented = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !token::matches(presented, real) {
+            return json(401, &serde_json::json!({"error": "unauthenticated"}));
+        }
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_BODY => {
+                    body.extend_from_slice(&chunk)
+                }
+                Ok(Some(_)) => return json(413, &serde_json::json!({"error": "too_large"})),
+                Ok(None) => break,
+                Err(_) => return json(400, &serde_json::json!({"error": "bad_request"})),
+            }
+        }
+        let request: CreateUser = match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(e) => {
+                let failure = Failure::general("invalid", format!("bad request body: {e}"));
+                return json(400, &serde_json::json!({ "errors": failure }));
+            }
+        };
+        match accounts.create_account(request.into()).await {
+            Ok(user) => json(
+                201,
+                &serde_json::json!({ "id": user.id, "email": user.email }),
+            ),
+            Err(failure) => json(422, &serde_json::json!({ "errors": failure })),
+        }
     }
 }
 
@@ -37,27 +121,33 @@ fn response(status: u16, content_type: &str, body: Vec<u8>) -> http::Response<Ve
         .unwrap_or_default()
 }
 
+fn json(status: u16, value: &serde_json::Value) -> http::Response<Vec<u8>> {
+    response(status, "application/json", value.to_string().into_bytes())
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
-        match path.as_str() {
-            "/metrics" => response(200, "text/plain; version=0.0.4", self.app.metrics.render()),
-            "/healthz" => response(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
-            "/readyz" => {
-                let failing = self.failing();
+        let method = session.req_header().method.clone();
+        match (method.as_str(), path.as_str()) {
+            (_, "/metrics") => {
+                response(200, "text/plain; version=0.0.4", self.app.metrics.render())
+            }
+            (_, "/healthz") => json(200, &serde_json::json!({"status": "ok"})),
+            (_, "/readyz") => {
+                let failing = self.failing().await;
                 if failing.is_empty() {
-                    response(200, "application/json", br#"{"status":"ready"}"#.to_vec())
+                    json(200, &serde_json::json!({"status": "ready"}))
                 } else {
-                    let body = serde_json::json!({ "status": "unavailable", "failing": failing });
-                    response(503, "application/json", body.to_string().into_bytes())
+                    json(
+                        503,
+                        &serde_json::json!({ "status": "unavailable", "failing": failing }),
+                    )
                 }
             }
-            _ => response(
-                404,
-                "application/json",
-                br#"{"error":"not_found"}"#.to_vec(),
-            ),
+            ("POST", "/users") => self.create_user(session).await,
+            _ => json(404, &serde_json::json!({"error": "not_found"})),
         }
     }
 }

@@ -101,6 +101,9 @@ pub struct AccountsSection {
     pub password_min_length: usize,
     pub activation_ttl: Duration,
     pub reset_ttl: Duration,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +118,7 @@ pub struct EmailSection {
     pub from: String,
     pub link_base_url: String,
     pub file_dir: String,
+    pub templates_dir: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -237,6 +241,9 @@ impl Default for AccountsSection {
             password_min_length: 8,
             activation_ttl: Duration::secs(7 * 86400),
             reset_ttl: Duration::secs(3600),
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
         }
     }
 }
@@ -253,6 +260,7 @@ impl Default for EmailSection {
             from: "authgate <no-reply@localhost>".into(),
             link_base_url: String::new(),
             file_dir: String::new(),
+            templates_dir: String::new(),
         }
     }
 }
@@ -304,6 +312,15 @@ impl Config {
             self.server.public_url.trim_end_matches('/')
         } else {
             &self.jwt.issuer
+        }
+    }
+
+    /// Base of links in emails, without a trailing slash.
+    pub fn link_base(&self) -> &str {
+        if self.email.link_base_url.is_empty() {
+            self.server.public_url.trim_end_matches('/')
+        } else {
+            self.email.link_base_url.trim_end_matches('/')
         }
     }
 

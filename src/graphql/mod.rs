@@ -1,24 +1,37 @@
 //! The GraphQL account API: a thin adapter from the schema to the account logic.
 //!
-//! Each area of the API is its own `#[Object]` merged into [`Query`] (and, as they land,
-//! `Mutation`), so adding one is a new file and a line here.
+//! Each area of the API is its own `#[Object]` merged into [`Query`] and [`Mutation`], so adding
+//! one is a new file and a line here.
 
+mod accounts;
 mod keys;
+pub mod types;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use async_graphql::{EmptyMutation, EmptySubscription, MergedObject, Schema};
+use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::app::App;
 use crate::config::GraphqlSection;
 
-pub type AuthgateSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type AuthgateSchema = Schema<Query, Mutation, EmptySubscription>;
 
 #[derive(MergedObject, Default)]
-pub struct Query(keys::KeysQuery);
+pub struct Query(keys::KeysQuery, accounts::AccountsQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(accounts::AccountsMutation);
+
+/// Who is calling: from the request's `Authorization` header, verified by the proxy.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub user_id: Option<String>,
+    pub client_ip: Option<IpAddr>,
+}
 
 pub fn build_schema(app: Arc<App>, limits: &GraphqlSection) -> AuthgateSchema {
-    let mut builder = Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(app)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity);
@@ -35,7 +48,7 @@ pub struct Reply {
 }
 
 /// Runs one GraphQL-over-HTTP POST body (`{query, variables, operationName}`).
-pub async fn execute(schema: &AuthgateSchema, body: &[u8]) -> Reply {
+pub async fn execute(schema: &AuthgateSchema, body: &[u8], caller: Caller) -> Reply {
     let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     let parsed = if is_object {
         serde_json::from_slice(body)
@@ -56,7 +69,7 @@ pub async fn execute(schema: &AuthgateSchema, body: &[u8]) -> Reply {
             };
         }
     };
-    let response = schema.execute(request).await;
+    let response = schema.execute(request.data(caller)).await;
     Reply {
         status: 200,
         body: serde_json::to_vec(&response).unwrap_or_else(|_| error_body("internal error")),

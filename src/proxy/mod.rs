@@ -143,7 +143,7 @@ impl ProxyHttp for Gateway {
         };
         if let Some(endpoint) = self.own.find(&path) {
             ctx.label = self.label_own.clone();
-            let reply = self.own.serve(endpoint, session).await?;
+            let reply = self.own.serve(endpoint, &path, session).await?;
             respond::reply(session, &ctx.request_id, reply).await?;
             return Ok(true);
         }

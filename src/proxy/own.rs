@@ -16,6 +16,8 @@ pub enum Endpoint {
     Graphql,
     Jwks,
     OpenidConfiguration,
+    /// `/activate/{token}`
+    Activate,
 }
 
 pub struct Endpoints {
@@ -54,11 +56,19 @@ impl Endpoints {
             "/graphql" | "/graphql/" => Some(Endpoint::Graphql),
             "/.well-known/jwks.json" => Some(Endpoint::Jwks),
             "/.well-known/openid-configuration" => Some(Endpoint::OpenidConfiguration),
+            _ if path.starts_with("/activate/") && self.app.accounts.is_some() => {
+                Some(Endpoint::Activate)
+            }
             _ => None,
         }
     }
 
-    pub async fn serve(&self, endpoint: Endpoint, session: &mut Session) -> Result<Reply> {
+    pub async fn serve(
+        &self,
+        endpoint: Endpoint,
+        path: &str,
+        session: &mut Session,
+    ) -> Result<Reply> {
         let method = session.req_header().method.clone();
         let is_get = method == http::Method::GET || method == http::Method::HEAD;
         Ok(match endpoint {
@@ -82,8 +92,62 @@ impl Endpoints {
             } else {
                 "POST"
             }),
-            Endpoint::Jwks | Endpoint::OpenidConfiguration => method_not_allowed("GET, HEAD"),
+            Endpoint::Activate if is_get => self.activate(&path["/activate/".len()..]).await,
+            Endpoint::Jwks | Endpoint::OpenidConfiguration | Endpoint::Activate => {
+                method_not_allowed("GET, HEAD")
+            }
         })
+    }
+
+    async fn activate(&self, token: &str) -> Reply {
+        let Some(accounts) = &self.app.accounts else {
+            return Reply::json_error(404, &ErrorBody::new("not_found", "no such page"));
+        };
+        let (status, title, message, ok) = match accounts.verify_account(token).await {
+            Ok(_) => (
+                200,
+                "Account verified",
+                "Your email address is confirmed. You can close this page and sign in.",
+                true,
+            ),
+            Err(failure) => match failure.codes().first().copied() {
+                Some("already_verified") => (
+                    200,
+                    "Already verified",
+                    "This account is already verified. You can sign in.",
+                    true,
+                ),
+                Some("expired_token") => (
+                    400,
+                    "Link expired",
+                    "This activation link has expired. Ask for a new one from the sign-in page.",
+                    false,
+                ),
+                Some("service_unavailable") => (
+                    503,
+                    "Try again shortly",
+                    "The service is temporarily unavailable.",
+                    false,
+                ),
+                _ => (
+                    400,
+                    "Invalid link",
+                    "This activation link is not valid. Check that you copied it whole.",
+                    false,
+                ),
+            },
+        };
+        Reply::new(
+            status,
+            "text/html; charset=utf-8",
+            crate::pages::result(title, message, ok),
+        )
+        .with_header("x-frame-options", "DENY")
+        .with_header(
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'",
+        )
+        .with_header("referrer-policy", "no-referrer")
     }
 
     async fn graphql(&self, session: &mut Session) -> Result<Reply> {
@@ -98,8 +162,27 @@ impl Endpoints {
                 ))
             }
         };
-        let reply = graphql::execute(&self.schema, &body).await;
+        let caller = graphql::Caller {
+            user_id: self.caller_id(session.req_header()),
+            client_ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+        };
+        let reply = graphql::execute(&self.schema, &body, caller).await;
         Ok(Reply::new(reply.status, "application/json", reply.body))
+    }
+}
+
+impl Endpoints {
+    /// The user behind a valid `Authorization: Bearer|JWT` token, if any.
+    fn caller_id(&self, req: &pingora::http::RequestHeader) -> Option<String> {
+        match crate::gate::credential(&req.headers) {
+            Ok(crate::gate::Credential::Jwt(token)) => {
+                self.app.tokens.verify(token).ok().map(|claims| claims.sub)
+            }
+            _ => None,
+        }
     }
 }
 
