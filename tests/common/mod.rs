@@ -2,6 +2,8 @@
 //! real HTTP upstream that echoes what it received.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener};
@@ -149,6 +151,14 @@ impl Builder {
         self
     }
 
+    /// Send email through a real SMTP listener.
+    pub fn smtp(self, sink: &smtp::SmtpSink) -> Self {
+        self.env("AUTHGATE_EMAIL__TRANSPORT", "smtp")
+            .env("AUTHGATE_EMAIL__SMTP_HOST", "127.0.0.1")
+            .env("AUTHGATE_EMAIL__SMTP_PORT", &sink.port.to_string())
+            .env("AUTHGATE_EMAIL__SMTP_TLS", "none")
+    }
+
     pub async fn start(self, upstream: Option<&Upstream>) -> Authgate {
         let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
         let (port, admin_port) = (free_port(), free_port());
@@ -269,15 +279,27 @@ impl Authgate {
     }
 
     pub async fn graphql(&self, query: &str) -> Value {
-        client()
+        self.graphql_as(query, serde_json::json!({}), None).await
+    }
+
+    /// A GraphQL call with variables, optionally as a logged-in user.
+    pub async fn graphql_as(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
+        let mut req = client()
             .post(self.url("/graphql"))
-            .json(&serde_json::json!({ "query": query }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+            .json(&serde_json::json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            req = req.header("authorization", bearer(token));
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    /// Stops the server the hard way (SIGKILL) and hands back its directory.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
     /// Healthy and still proxying: used after every bad input.
