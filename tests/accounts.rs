@@ -220,7 +220,9 @@ async fn registration_errors_have_their_codes() {
     .await;
     assert_eq!(first["success"], true);
 
-    let cases: &[(&str, Option<&str>, &str, &str, &str, &str)] = &[
+    // (email, username, password1, password2, field, code)
+    type Case<'a> = (&'a str, Option<&'a str>, &'a str, &'a str, &'a str, &'a str);
+    let cases: &[Case] = &[
         ("not-an-email", None, PASSWORD, PASSWORD, "email", "invalid"),
         (
             "a@example.com",
