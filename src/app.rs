@@ -10,7 +10,9 @@ use crate::gate::RouteTable;
 use crate::jwt::TokenService;
 use crate::keys::{KeyError, KeyRing};
 use crate::metrics::Metrics;
-use crate::store::{SledStore, UserStore};
+use crate::ratelimit::{MemoryLimiter, RateLimiter, RedisLimiter};
+use crate::sessions::{RedisConnector, RedisSessions, RefreshStore, SledSessions};
+use crate::store::SledStore;
 
 pub struct App {
     pub config: Config,
@@ -73,9 +75,24 @@ impl App {
 /// The account service over a given store (also used by the CLI when no server runs).
 pub fn build_accounts(
     config: &Config,
-    store: Arc<dyn UserStore>,
+    store: Arc<SledStore>,
     tokens: Arc<TokenService>,
 ) -> Result<Accounts, StartError> {
+    // Sessions and rate limits: Redis when configured (shared by replicas), else embedded.
+    let (sessions, limiter): (Arc<dyn RefreshStore>, Arc<dyn RateLimiter>) =
+        if config.storage.redis_url.is_empty() {
+            let sessions = SledSessions::new(store.db()).map_err(StartError::Other)?;
+            (Arc::new(sessions), Arc::new(MemoryLimiter::default()))
+        } else {
+            let redis =
+                Arc::new(RedisConnector::new(&config.storage.redis_url).map_err(|e| {
+                    StartError::Config(format!("config key `storage.redis_url`: {e}"))
+                })?);
+            (
+                Arc::new(RedisSessions::new(redis.clone())),
+                Arc::new(RedisLimiter::new(redis)),
+            )
+        };
     let hasher = Hasher::new(Argon2Settings {
         memory_kib: config.accounts.argon2_memory_kib,
         iterations: config.accounts.argon2_iterations,
@@ -86,23 +103,27 @@ pub fn build_accounts(
     let email_tokens = EmailTokens::open(&config.storage.data_dir)
         .map_err(|e| StartError::Other(format!("{}: {e}", config.storage.data_dir.display())))?;
     accounts::policy::preload();
-    Ok(Accounts::new(
+    Ok(Accounts::new(accounts::Parts {
         store,
+        sessions,
+        limiter,
         hasher,
-        PasswordPolicy {
+        policy: PasswordPolicy {
             min_length: config.accounts.password_min_length,
         },
-        Arc::new(mailer),
+        mailer: Arc::new(mailer),
         email_tokens,
         tokens,
-        accounts::Settings {
+        settings: accounts::Settings {
             login_by_email: config.accounts.login_fields.iter().any(|f| f == "email"),
             login_by_username: config.accounts.login_fields.iter().any(|f| f == "username"),
             allow_unverified_login: config.accounts.allow_unverified_login,
             email_available: config.accounts.email_available,
             activation_ttl: config.accounts.activation_ttl.as_std(),
             reset_ttl: config.accounts.reset_ttl.as_std(),
+            refresh_ttl: config.jwt.refresh_ttl.as_std(),
             link_base: config.link_base().to_string(),
+            rates: config.rate_limit.clone(),
         },
-    ))
+    }))
 }

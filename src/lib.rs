@@ -13,5 +13,7 @@ pub mod keys;
 pub mod metrics;
 pub mod pages;
 pub mod proxy;
+pub mod ratelimit;
 pub mod server;
+pub mod sessions;
 pub mod store;

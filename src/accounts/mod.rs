@@ -7,11 +7,15 @@ pub mod errors;
 pub mod password;
 pub mod policy;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::{Rate, RateLimitSection};
 use crate::email::{EmailKind, Mailer};
 use crate::jwt::{unix_now, Claims, Subject, TokenService};
+use crate::ratelimit::{RateLimiter, Verdict};
+use crate::sessions::{self, Consumed, RefreshRecord, RefreshStore};
 use crate::store::{User, UserStore};
 
 pub use email_token::{EmailTokens, Purpose, TokenError};
@@ -28,18 +32,44 @@ pub struct Settings {
     pub email_available: bool,
     pub activation_ttl: Duration,
     pub reset_ttl: Duration,
+    pub refresh_ttl: Duration,
     /// Base of links in emails, without a trailing slash.
     pub link_base: String,
+    pub rates: RateLimitSection,
 }
 
 pub struct Accounts {
     store: Arc<dyn UserStore>,
+    sessions: Arc<dyn RefreshStore>,
+    limiter: Arc<dyn RateLimiter>,
     hasher: Hasher,
     policy: PasswordPolicy,
     mailer: Arc<Mailer>,
     email_tokens: EmailTokens,
     tokens: Arc<TokenService>,
     settings: Settings,
+}
+
+/// The parts an account service is made of.
+pub struct Parts {
+    pub store: Arc<dyn UserStore>,
+    pub sessions: Arc<dyn RefreshStore>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub hasher: Hasher,
+    pub policy: PasswordPolicy,
+    pub mailer: Arc<Mailer>,
+    pub email_tokens: EmailTokens,
+    pub tokens: Arc<TokenService>,
+    pub settings: Settings,
+}
+
+/// An access token with its refresh token.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub token: String,
+    pub claims: Claims,
+    pub refresh_token: String,
+    pub refresh_expires_at: i64,
 }
 
 /// What `register` takes.
@@ -55,8 +85,8 @@ pub struct Registration {
 
 pub struct Registered {
     pub user: User,
-    /// An access token, when unverified accounts may log in.
-    pub token: Option<(String, Claims)>,
+    /// Tokens, when unverified accounts may log in.
+    pub tokens: Option<TokenPair>,
 }
 
 /// What `login` takes: one identifier and the password.
@@ -69,8 +99,7 @@ pub struct LoginRequest {
 
 pub struct LoggedIn {
     pub user: User,
-    pub token: String,
-    pub claims: Claims,
+    pub tokens: TokenPair,
     pub unarchiving: bool,
 }
 
@@ -139,28 +168,197 @@ fn human(ttl: Duration) -> String {
 }
 
 impl Accounts {
-    pub fn new(
-        store: Arc<dyn UserStore>,
-        hasher: Hasher,
-        policy: PasswordPolicy,
-        mailer: Arc<Mailer>,
-        email_tokens: EmailTokens,
-        tokens: Arc<TokenService>,
-        settings: Settings,
-    ) -> Accounts {
+    pub fn new(parts: Parts) -> Accounts {
         Accounts {
-            store,
-            hasher,
-            policy,
-            mailer,
-            email_tokens,
-            tokens,
-            settings,
+            store: parts.store,
+            sessions: parts.sessions,
+            limiter: parts.limiter,
+            hasher: parts.hasher,
+            policy: parts.policy,
+            mailer: parts.mailer,
+            email_tokens: parts.email_tokens,
+            tokens: parts.tokens,
+            settings: parts.settings,
         }
     }
 
     pub fn store(&self) -> &Arc<dyn UserStore> {
         &self.store
+    }
+
+    pub fn sessions(&self) -> &Arc<dyn RefreshStore> {
+        &self.sessions
+    }
+
+    /// Counts an attempt against the client's IP and the account it names; refuses it with
+    /// `rate_limited` when either is over `rate`. A store that cannot count refuses too.
+    async fn limit(
+        &self,
+        bucket: &str,
+        rate: Rate,
+        ip: Option<IpAddr>,
+        subject: Option<&str>,
+    ) -> Result<(), Failure> {
+        let now = unix_now();
+        let mut keys = Vec::with_capacity(2);
+        if let Some(ip) = ip {
+            keys.push(format!("{bucket}:ip:{ip}"));
+        }
+        if let Some(subject) = subject.filter(|s| !s.is_empty()) {
+            keys.push(format!("{bucket}:id:{}", crate::store::fold(subject)));
+        }
+        let mut wait = 0;
+        for key in keys {
+            match self.limiter.hit(&key, rate, now).await {
+                Ok(Verdict::Allowed) => {}
+                Ok(Verdict::Limited { retry_after }) => wait = wait.max(retry_after),
+                Err(e) => {
+                    tracing::error!(error = %e, "rate limit store failed");
+                    return Err(Failure::unavailable());
+                }
+            }
+        }
+        if wait > 0 {
+            return Err(Failure::general(
+                "rate_limited",
+                format!("Too many attempts; try again in {wait} seconds."),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A new access token and refresh token; the refresh token joins `family` or starts one.
+    async fn pair(&self, user: &User, family: Option<String>) -> Result<TokenPair, Failure> {
+        let (token, claims) = self.issue(user)?;
+        let (refresh_token, hash) = sessions::new_token();
+        let refresh_expires_at = unix_now() + self.settings.refresh_ttl.as_secs() as i64;
+        let record = RefreshRecord {
+            user_id: user.id.clone(),
+            family: family.unwrap_or_else(sessions::new_family),
+            expires_at: refresh_expires_at,
+        };
+        self.sessions.insert(&hash, &record).await.map_err(|e| {
+            tracing::error!(error = %e, "storing a refresh token failed");
+            Failure::unavailable()
+        })?;
+        Ok(TokenPair {
+            token,
+            claims,
+            refresh_token,
+            refresh_expires_at,
+        })
+    }
+
+    fn session_failure(e: sessions::SessionError) -> Failure {
+        tracing::error!(error = %e, "session store failed");
+        Failure::unavailable()
+    }
+
+    /// Exchanges a refresh token for a new pair (rotation). A token presented twice revokes its
+    /// whole family.
+    pub async fn refresh(&self, refresh_token: Option<&str>) -> Result<(User, TokenPair), Failure> {
+        let Some(token) = refresh_token.filter(|t| !t.is_empty() && t.len() <= 256) else {
+            return Err(Failure::general("invalid_token", "Invalid refresh token."));
+        };
+        let consumed = self
+            .sessions
+            .consume(&sessions::hash(token), unix_now())
+            .await
+            .map_err(Self::session_failure)?;
+        let record = match consumed {
+            Consumed::Rotated(record) => record,
+            Consumed::Reused(record) => {
+                tracing::warn!(user = %record.user_id, "refresh token reused; its family is revoked");
+                return Err(Failure::general("invalid_token", "Invalid refresh token."));
+            }
+            Consumed::Invalid => {
+                return Err(Failure::general("invalid_token", "Invalid refresh token."))
+            }
+        };
+        let user = match self.store.get(&record.user_id).await? {
+            Some(user) if user.is_active => user,
+            _ => {
+                let _ = self.sessions.revoke_user(&record.user_id).await;
+                return Err(Failure::general("invalid_token", "Invalid refresh token."));
+            }
+        };
+        let pair = self.pair(&user, Some(record.family)).await?;
+        Ok((user, pair))
+    }
+
+    /// Revokes the session (token family) a refresh token belongs to.
+    pub async fn revoke(&self, refresh_token: Option<&str>) -> Result<(), Failure> {
+        let Some(token) = refresh_token.filter(|t| !t.is_empty() && t.len() <= 256) else {
+            return Err(Failure::general("invalid_token", "Invalid refresh token."));
+        };
+        match self
+            .sessions
+            .revoke(&sessions::hash(token))
+            .await
+            .map_err(Self::session_failure)?
+        {
+            Some(_) => Ok(()),
+            None => Err(Failure::general("invalid_token", "Invalid refresh token.")),
+        }
+    }
+
+    /// Logs the caller out everywhere.
+    pub async fn revoke_all(&self, user_id: Option<&str>) -> Result<(), Failure> {
+        let user = self.active(user_id).await?;
+        self.sessions
+            .revoke_user(&user.id)
+            .await
+            .map_err(Self::session_failure)
+    }
+
+    /// Checks an access token as the gate would and returns its claims.
+    pub fn verify_token(&self, token: &str) -> Result<Claims, Failure> {
+        self.tokens
+            .verify(token)
+            .map_err(|rejection| match rejection {
+                crate::jwt::Rejection::Expired => {
+                    Failure::general("expired_token", "Token expired.")
+                }
+                other => Failure::general("invalid_token", other.to_string()),
+            })
+    }
+
+    /// Changes the password (the old one must match), revokes every session, and returns a
+    /// fresh pair for this one.
+    pub async fn change_password(
+        &self,
+        user_id: Option<&str>,
+        old: String,
+        new1: String,
+        new2: String,
+    ) -> Result<TokenPair, Failure> {
+        let mut user = self.verified(user_id).await?;
+        if !self.hasher.verify(user.password_hash.clone(), old).await? {
+            return Err(Failure::field(
+                "oldPassword",
+                "invalid_password",
+                "Invalid password.",
+            ));
+        }
+        if new1 != new2 {
+            return Err(Failure::field(
+                "newPassword2",
+                "password_mismatch",
+                "The two password fields didn’t match.",
+            ));
+        }
+        let failure = self.check_password("newPassword2", &new2, &user);
+        if !failure.is_empty() {
+            return Err(failure);
+        }
+        user.password_hash = Some(self.hasher.hash(new1).await?);
+        user.security_stamp = new_stamp();
+        self.store.update(&user).await?;
+        self.sessions
+            .revoke_user(&user.id)
+            .await
+            .map_err(Self::session_failure)?;
+        self.pair(&user, None).await
     }
 
     pub fn settings(&self) -> &Settings {
@@ -248,8 +446,14 @@ impl Accounts {
         format!("{}/activate/{token}", self.settings.link_base)
     }
 
-    pub async fn register(&self, input: Registration) -> Result<Registered, Failure> {
+    pub async fn register(
+        &self,
+        input: Registration,
+        ip: Option<IpAddr>,
+    ) -> Result<Registered, Failure> {
         let email = input.email.trim().to_string();
+        self.limit("register", self.settings.rates.register, ip, Some(&email))
+            .await?;
         let username = clean(input.username);
         let mut failure = Failure::default();
         if !valid_email(&email) {
@@ -313,12 +517,12 @@ impl Accounts {
             }
             return Err(failure);
         }
-        let token = if self.settings.allow_unverified_login {
-            Some(self.issue(&user)?)
+        let tokens = if self.settings.allow_unverified_login {
+            Some(self.pair(&user, None).await?)
         } else {
             None
         };
-        Ok(Registered { user, token })
+        Ok(Registered { user, tokens })
     }
 
     /// Verifies the account an activation token was made for.
@@ -346,7 +550,11 @@ impl Accounts {
 
     /// Sends a new activation email to an unverified account. Answers the same for unknown and
     /// verified accounts, at once: the email goes out in the background.
-    pub async fn resend_activation(self: &Arc<Self>, email: &str) -> Result<(), Failure> {
+    pub async fn resend_activation(
+        self: &Arc<Self>,
+        email: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<(), Failure> {
         if !valid_email(email) {
             return Err(Failure::field(
                 "email",
@@ -354,6 +562,8 @@ impl Accounts {
                 "Enter a valid email address.",
             ));
         }
+        self.limit("email", self.settings.rates.email, ip, Some(email))
+            .await?;
         let user = match self.store.find_by_email(email).await? {
             Some(user)
                 if !user.verified
@@ -380,9 +590,16 @@ impl Accounts {
         Ok(())
     }
 
-    pub async fn login(&self, request: LoginRequest) -> Result<LoggedIn, Failure> {
+    pub async fn login(
+        &self,
+        request: LoginRequest,
+        ip: Option<IpAddr>,
+    ) -> Result<LoggedIn, Failure> {
         let email = clean(request.email).filter(|_| self.settings.login_by_email);
         let username = clean(request.username).filter(|_| self.settings.login_by_username);
+        let named = email.as_deref().or(username.as_deref());
+        self.limit("login", self.settings.rates.login, ip, named)
+            .await?;
         let found = match (&email, &username) {
             (Some(email), _) => self.store.find_by_email(email).await?,
             (None, Some(name)) => self.store.find_by_username(name).await?,
@@ -408,11 +625,10 @@ impl Accounts {
             user.password_hash = Some(self.hasher.hash(request.password).await?);
         }
         self.store.update(&user).await?;
-        let (token, claims) = self.issue(&user)?;
+        let tokens = self.pair(&user, None).await?;
         Ok(LoggedIn {
             user,
-            token,
-            claims,
+            tokens,
             unarchiving,
         })
     }
@@ -454,13 +670,15 @@ impl Accounts {
     }
 
     /// Whether an email is free (for sign-up forms). A deliberate, switchable signal.
-    pub async fn email_available(&self, email: &str) -> Result<bool, Failure> {
+    pub async fn email_available(&self, email: &str, ip: Option<IpAddr>) -> Result<bool, Failure> {
         if !self.settings.email_available {
             return Err(Failure::general(
                 "forbidden",
                 "emailAvailable is switched off.",
             ));
         }
+        self.limit("email_available", self.settings.rates.register, ip, None)
+            .await?;
         if !valid_email(email) {
             return Err(Failure::field(
                 "email",

@@ -65,6 +65,13 @@ impl Admin {
             if !accounts.store().ping().await {
                 failing.push("store");
             }
+            if !accounts.sessions().ping().await {
+                failing.push(if self.app.config.storage.redis_url.is_empty() {
+                    "sessions"
+                } else {
+                    "redis"
+                });
+            }
         }
         failing
     }

@@ -3,12 +3,15 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ErrorExtensions, Object, Result, SimpleObject};
+use async_graphql::{Context, ErrorExtensions, Json, Object, Result, SimpleObject};
 
 use super::types::{ExpectedErrors, UserNode};
 use super::Caller;
-use crate::accounts::{Accounts, Failure, LoginRequest, ProfileUpdate, Registration};
+use crate::accounts::{Accounts, Failure, LoginRequest, ProfileUpdate, Registration, TokenPair};
 use crate::app::App;
+
+/// The refresh-token cookie.
+pub const REFRESH_COOKIE: &str = "authgate_refresh";
 
 /// A mutation payload: `success`, `errors`, and the named extra fields (all nullable).
 macro_rules! payload {
@@ -44,6 +47,20 @@ payload!(TokenAuthPayload {
     user: UserNode,
 });
 payload!(UpdateAccountPayload { user: UserNode });
+payload!(RefreshTokenPayload {
+    token: String,
+    refresh_token: String,
+    token_expires_at: i64,
+    refresh_expires_at: i64,
+    payload: Json<serde_json::Value>,
+});
+payload!(VerifyTokenPayload { payload: Json<serde_json::Value> });
+payload!(RevokeTokenPayload {});
+payload!(RevokeAllTokensPayload {});
+payload!(PasswordChangePayload {
+    token: String,
+    refresh_token: String
+});
 
 fn accounts<'a>(ctx: &Context<'a>) -> Result<&'a Arc<Accounts>> {
     ctx.data_unchecked::<Arc<App>>()
@@ -57,6 +74,43 @@ fn accounts<'a>(ctx: &Context<'a>) -> Result<&'a Arc<Accounts>> {
 
 fn caller<'a>(ctx: &Context<'a>) -> Option<&'a str> {
     ctx.data_opt::<Caller>().and_then(|c| c.user_id.as_deref())
+}
+
+fn client_ip(ctx: &Context<'_>) -> Option<std::net::IpAddr> {
+    ctx.data_opt::<Caller>().and_then(|c| c.client_ip)
+}
+
+/// Sets (or, with `None`, clears) the refresh-token cookie on the response.
+fn set_refresh_cookie(ctx: &Context<'_>, pair: Option<&TokenPair>) {
+    let app = ctx.data_unchecked::<Arc<App>>();
+    let secure = if app.config.server.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let (value, max_age) = match pair {
+        Some(pair) => (
+            pair.refresh_token.as_str(),
+            (pair.refresh_expires_at - crate::jwt::unix_now()).max(0),
+        ),
+        None => ("", 0),
+    };
+    ctx.append_http_header(
+        "set-cookie",
+        format!("{REFRESH_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/graphql; Max-Age={max_age}{secure}"),
+    );
+}
+
+/// The refresh token from the argument, or else from the cookie.
+fn refresh_argument(ctx: &Context<'_>, argument: Option<String>) -> Option<String> {
+    argument.filter(|t| !t.is_empty()).or_else(|| {
+        ctx.data_opt::<Caller>()
+            .and_then(|c| c.refresh_cookie.clone())
+    })
+}
+
+fn claims_json(claims: &crate::jwt::Claims) -> Json<serde_json::Value> {
+    Json(serde_json::to_value(claims).unwrap_or_default())
 }
 
 /// A failure of a query (queries have no payload): a GraphQL error with `extensions.code`.
@@ -86,7 +140,7 @@ impl AccountsQuery {
     /// Whether an email address is free to register (rate-limited; can be switched off).
     async fn email_available(&self, ctx: &Context<'_>, email: String) -> Result<bool> {
         accounts(ctx)?
-            .email_available(&email)
+            .email_available(&email, client_ip(ctx))
             .await
             .map_err(query_error)
     }
@@ -116,12 +170,18 @@ impl AccountsMutation {
             first_name,
             last_name,
         };
-        Ok(match accounts(ctx)?.register(input).await {
-            Ok(done) => RegisterPayload {
-                success: true,
-                token: done.token.map(|(token, _)| token),
-                ..Default::default()
-            },
+        Ok(match accounts(ctx)?.register(input, client_ip(ctx)).await {
+            Ok(done) => {
+                if let Some(pair) = &done.tokens {
+                    set_refresh_cookie(ctx, Some(pair));
+                }
+                RegisterPayload {
+                    success: true,
+                    token: done.tokens.as_ref().map(|p| p.token.clone()),
+                    refresh_token: done.tokens.map(|p| p.refresh_token),
+                    ..Default::default()
+                }
+            }
             Err(failure) => failure.into(),
         })
     }
@@ -145,13 +205,18 @@ impl AccountsMutation {
         ctx: &Context<'_>,
         email: String,
     ) -> Result<ResendActivationEmailPayload> {
-        Ok(match accounts(ctx)?.resend_activation(&email).await {
-            Ok(()) => ResendActivationEmailPayload {
-                success: true,
-                ..Default::default()
+        Ok(
+            match accounts(ctx)?
+                .resend_activation(&email, client_ip(ctx))
+                .await
+            {
+                Ok(()) => ResendActivationEmailPayload {
+                    success: true,
+                    ..Default::default()
+                },
+                Err(failure) => failure.into(),
             },
-            Err(failure) => failure.into(),
-        })
+        )
     }
 
     async fn token_auth(
@@ -166,15 +231,20 @@ impl AccountsMutation {
             username,
             password,
         };
-        Ok(match accounts(ctx)?.login(request).await {
-            Ok(done) => TokenAuthPayload {
-                success: true,
-                token: Some(done.token),
-                token_expires_at: Some(done.claims.exp),
-                unarchiving: Some(done.unarchiving),
-                user: Some(UserNode(done.user)),
-                ..Default::default()
-            },
+        Ok(match accounts(ctx)?.login(request, client_ip(ctx)).await {
+            Ok(done) => {
+                set_refresh_cookie(ctx, Some(&done.tokens));
+                TokenAuthPayload {
+                    success: true,
+                    token_expires_at: Some(done.tokens.claims.exp),
+                    refresh_expires_at: Some(done.tokens.refresh_expires_at),
+                    token: Some(done.tokens.token),
+                    refresh_token: Some(done.tokens.refresh_token),
+                    unarchiving: Some(done.unarchiving),
+                    user: Some(UserNode(done.user)),
+                    errors: None,
+                }
+            }
             Err(failure) => failure.into(),
         })
     }
@@ -201,5 +271,99 @@ impl AccountsMutation {
                 Err(failure) => failure.into(),
             },
         )
+    }
+
+    /// Exchanges a refresh token (argument, or the cookie) for a new pair.
+    async fn refresh_token(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: Option<String>,
+    ) -> Result<RefreshTokenPayload> {
+        let presented = refresh_argument(ctx, refresh_token);
+        Ok(match accounts(ctx)?.refresh(presented.as_deref()).await {
+            Ok((_, pair)) => {
+                set_refresh_cookie(ctx, Some(&pair));
+                RefreshTokenPayload {
+                    success: true,
+                    token_expires_at: Some(pair.claims.exp),
+                    refresh_expires_at: Some(pair.refresh_expires_at),
+                    payload: Some(claims_json(&pair.claims)),
+                    token: Some(pair.token),
+                    refresh_token: Some(pair.refresh_token),
+                    errors: None,
+                }
+            }
+            Err(failure) => {
+                set_refresh_cookie(ctx, None);
+                failure.into()
+            }
+        })
+    }
+
+    async fn verify_token(&self, ctx: &Context<'_>, token: String) -> Result<VerifyTokenPayload> {
+        Ok(match accounts(ctx)?.verify_token(&token) {
+            Ok(claims) => VerifyTokenPayload {
+                success: true,
+                payload: Some(claims_json(&claims)),
+                errors: None,
+            },
+            Err(failure) => failure.into(),
+        })
+    }
+
+    /// Ends the session of a refresh token (argument, or the cookie).
+    async fn revoke_token(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: Option<String>,
+    ) -> Result<RevokeTokenPayload> {
+        let presented = refresh_argument(ctx, refresh_token);
+        let result = accounts(ctx)?.revoke(presented.as_deref()).await;
+        set_refresh_cookie(ctx, None);
+        Ok(match result {
+            Ok(()) => RevokeTokenPayload {
+                success: true,
+                errors: None,
+            },
+            Err(failure) => failure.into(),
+        })
+    }
+
+    /// Logs the caller out everywhere: every refresh token of the account dies.
+    async fn revoke_all_tokens(&self, ctx: &Context<'_>) -> Result<RevokeAllTokensPayload> {
+        Ok(match accounts(ctx)?.revoke_all(caller(ctx)).await {
+            Ok(()) => {
+                set_refresh_cookie(ctx, None);
+                RevokeAllTokensPayload {
+                    success: true,
+                    errors: None,
+                }
+            }
+            Err(failure) => failure.into(),
+        })
+    }
+
+    async fn password_change(
+        &self,
+        ctx: &Context<'_>,
+        old_password: String,
+        new_password1: String,
+        new_password2: String,
+    ) -> Result<PasswordChangePayload> {
+        let result = accounts(ctx)?
+            .change_password(caller(ctx), old_password, new_password1, new_password2)
+            .await;
+        Ok(match result {
+            Ok(pair) => {
+                set_refresh_cookie(ctx, Some(&pair));
+                PasswordChangePayload {
+                    success: true,
+                    token: Some(pair.token),
+                    refresh_token: Some(pair.refresh_token),
+                    errors: None,
+                }
+            }
+            Err(failure) => failure.into(),
+        })
     }
 }

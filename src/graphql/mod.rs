@@ -4,6 +4,7 @@
 //! one is a new file and a line here.
 
 mod accounts;
+pub use accounts::REFRESH_COOKIE;
 mod keys;
 pub mod types;
 
@@ -28,6 +29,8 @@ pub struct Mutation(accounts::AccountsMutation);
 pub struct Caller {
     pub user_id: Option<String>,
     pub client_ip: Option<IpAddr>,
+    /// The refresh token from the request's cookie, if any.
+    pub refresh_cookie: Option<String>,
 }
 
 pub fn build_schema(app: Arc<App>, limits: &GraphqlSection) -> AuthgateSchema {
@@ -45,6 +48,8 @@ pub fn build_schema(app: Arc<App>, limits: &GraphqlSection) -> AuthgateSchema {
 pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
+    /// Headers the resolvers set (`Set-Cookie`).
+    pub headers: Vec<(http::HeaderName, String)>,
 }
 
 /// Runs one GraphQL-over-HTTP POST body (`{query, variables, operationName}`).
@@ -66,13 +71,20 @@ pub async fn execute(schema: &AuthgateSchema, body: &[u8], caller: Caller) -> Re
             return Reply {
                 status: 400,
                 body: error_body(&message),
+                headers: Vec::new(),
             };
         }
     };
     let response = schema.execute(request.data(caller)).await;
+    let headers = response
+        .http_headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.clone(), value.to_str().ok()?.to_string())))
+        .collect();
     Reply {
         status: 200,
         body: serde_json::to_vec(&response).unwrap_or_else(|_| error_body("internal error")),
+        headers,
     }
 }
 

@@ -80,6 +80,35 @@ pub fn rewrite_request(
     Ok(())
 }
 
+/// The client's address: the socket peer, or, when the peer is a trusted proxy, the nearest
+/// untrusted address in its `X-Forwarded-For` chain.
+pub fn client_ip(server: &ServerSection, session: &Session) -> Option<IpAddr> {
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())?;
+    if !is_trusted(server, peer) {
+        return Some(peer);
+    }
+    let chain = session
+        .req_header()
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    let mut client = peer;
+    for hop in chain.iter().rev() {
+        client = *hop;
+        if !is_trusted(server, *hop) {
+            break;
+        }
+    }
+    Some(client)
+}
+
 fn is_trusted(server: &ServerSection, ip: IpAddr) -> bool {
     server.trusted_proxies.iter().any(|net| net.contains(&ip))
 }

@@ -2,7 +2,7 @@
 //! forwards everything else through the gatekeeper. It only translates between HTTP and
 //! [`crate::gate`] / [`crate::graphql`].
 
-mod forward;
+pub(crate) mod forward;
 mod own;
 mod respond;
 

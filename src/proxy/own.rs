@@ -162,15 +162,16 @@ impl Endpoints {
                 ))
             }
         };
+        let req = session.req_header();
         let caller = graphql::Caller {
-            user_id: self.caller_id(session.req_header()),
-            client_ip: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
+            user_id: self.caller_id(req),
+            client_ip: super::forward::client_ip(&self.app.config.server, session),
+            refresh_cookie: cookie(req, graphql::REFRESH_COOKIE),
         };
         let reply = graphql::execute(&self.schema, &body, caller).await;
-        Ok(Reply::new(reply.status, "application/json", reply.body))
+        let mut out = Reply::new(reply.status, "application/json", reply.body);
+        out.headers.extend(reply.headers);
+        Ok(out)
     }
 }
 
@@ -184,6 +185,19 @@ impl Endpoints {
             _ => None,
         }
     }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie(req: &pingora::http::RequestHeader, name: &str) -> Option<String> {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim_matches('"').to_string())
+        .filter(|v| !v.is_empty())
 }
 
 fn method_not_allowed(allow: &'static str) -> Reply {

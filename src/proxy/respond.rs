@@ -30,7 +30,7 @@ pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Bytes,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(http::HeaderName, String)>,
 }
 
 impl Reply {
@@ -52,7 +52,8 @@ impl Reply {
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
-        self.headers.push((name, value.into()));
+        self.headers
+            .push((http::HeaderName::from_static(name), value.into()));
         self
     }
 }
@@ -65,7 +66,7 @@ pub async fn reply(session: &mut Session, request_id: &str, reply: Reply) -> Res
     if !reply
         .headers
         .iter()
-        .any(|(name, _)| *name == "cache-control")
+        .any(|(name, _)| name == "cache-control")
     {
         header.insert_header("cache-control", "no-store")?;
     }

@@ -150,6 +150,11 @@ impl SledStore {
         self.db.flush_async().await.map(|_| ()).map_err(backend)
     }
 
+    /// The database, for other embedded stores that share it (sessions).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// How many users there are (an O(1) estimate is not offered by sled; this scans keys).
     pub fn count(&self) -> usize {
         self.users.len()

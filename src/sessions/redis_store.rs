@@ -1,0 +1,209 @@
+//! Refresh tokens in Redis. Each operation is one Lua script, so rotation and family
+//! revocation are atomic however many replicas share the Redis.
+//!
+//! Keys (prefix `authgate:`): `rt:<hash>` a hash {u: user, f: family, x: expiry, s: a|u}
+//! expiring with the token; `rf:<family>` the set of its token hashes; `ru:<user>` the set of
+//! the user's families. The scripts touch keys they derive, so they need one Redis (not
+//! Redis Cluster).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use tokio::sync::OnceCell;
+
+use super::{Consumed, RefreshRecord, RefreshStore, SessionError};
+
+const PREFIX: &str = "authgate:";
+
+/// A lazily made, self-healing connection to Redis, shared by sessions and rate limits.
+/// Commands fail fast (about a second) while Redis is down, and work again once it is back.
+pub struct RedisConnector {
+    client: redis::Client,
+    manager: OnceCell<ConnectionManager>,
+}
+
+impl RedisConnector {
+    pub fn new(url: &str) -> Result<RedisConnector, String> {
+        Ok(RedisConnector {
+            client: redis::Client::open(url).map_err(|e| e.to_string())?,
+            manager: OnceCell::new(),
+        })
+    }
+
+    pub async fn connection(&self) -> Result<ConnectionManager, SessionError> {
+        self.manager
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_millis(1000)))
+                    .set_response_timeout(Some(Duration::from_millis(1000)))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            })
+            .await
+            .cloned()
+            .map_err(redis_err)
+    }
+
+    pub async fn ping(&self) -> bool {
+        let Ok(mut conn) = self.connection().await else {
+            return false;
+        };
+        let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
+        pong.is_ok()
+    }
+}
+
+pub fn redis_err(e: redis::RedisError) -> SessionError {
+    SessionError(e.to_string())
+}
+
+pub struct RedisSessions {
+    redis: std::sync::Arc<RedisConnector>,
+    insert: Script,
+    consume: Script,
+    revoke: Script,
+    revoke_user: Script,
+}
+
+/// Deletes a family and its tokens; used by the scripts below.
+const REVOKE_FAMILY: &str = r#"
+local function revoke_family(prefix, user, family)
+  local fam = prefix .. 'rf:' .. family
+  for _, h in ipairs(redis.call('SMEMBERS', fam)) do
+    redis.call('DEL', prefix .. 'rt:' .. h)
+  end
+  redis.call('DEL', fam)
+  redis.call('SREM', prefix .. 'ru:' .. user, family)
+end
+"#;
+
+impl RedisSessions {
+    pub fn new(redis: std::sync::Arc<RedisConnector>) -> RedisSessions {
+        RedisSessions {
+            redis,
+            insert: Script::new(
+                r#"
+redis.call('HSET', KEYS[1], 'u', ARGV[1], 'f', ARGV[2], 'x', ARGV[3], 's', 'a')
+redis.call('EXPIREAT', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('EXPIREAT', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('EXPIREAT', KEYS[3], ARGV[3])
+return 1
+"#,
+            ),
+            consume: Script::new(&format!(
+                r#"{REVOKE_FAMILY}
+local v = redis.call('HMGET', KEYS[1], 'u', 'f', 'x', 's')
+if not v[1] then return {{'0'}} end
+if tonumber(v[3]) < tonumber(ARGV[1]) then return {{'0'}} end
+if v[4] == 'a' then
+  redis.call('HSET', KEYS[1], 's', 'u')
+  return {{'1', v[1], v[2], v[3]}}
+end
+revoke_family(ARGV[2], v[1], v[2])
+return {{'2', v[1], v[2], v[3]}}
+"#
+            )),
+            revoke: Script::new(&format!(
+                r#"{REVOKE_FAMILY}
+local v = redis.call('HMGET', KEYS[1], 'u', 'f', 'x')
+if not v[1] then return {{'0'}} end
+revoke_family(ARGV[1], v[1], v[2])
+return {{'1', v[1], v[2], v[3]}}
+"#
+            )),
+            revoke_user: Script::new(&format!(
+                r#"{REVOKE_FAMILY}
+for _, family in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  revoke_family(ARGV[1], ARGV[2], family)
+end
+redis.call('DEL', KEYS[1])
+return 1
+"#
+            )),
+        }
+    }
+
+    fn record(reply: &[String]) -> Option<RefreshRecord> {
+        match reply {
+            [_, user, family, expires, ..] => Some(RefreshRecord {
+                user_id: user.clone(),
+                family: family.clone(),
+                expires_at: expires.parse().unwrap_or(0),
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+impl RefreshStore for RedisSessions {
+    async fn insert(&self, token_hash: &str, record: &RefreshRecord) -> Result<(), SessionError> {
+        let mut conn = self.redis.connection().await?;
+        let _: i64 = self
+            .insert
+            .key(format!("{PREFIX}rt:{token_hash}"))
+            .key(format!("{PREFIX}rf:{}", record.family))
+            .key(format!("{PREFIX}ru:{}", record.user_id))
+            .arg(&record.user_id)
+            .arg(&record.family)
+            .arg(record.expires_at)
+            .arg(token_hash)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
+    async fn consume(&self, token_hash: &str, now: i64) -> Result<Consumed, SessionError> {
+        let mut conn = self.redis.connection().await?;
+        let reply: Vec<String> = self
+            .consume
+            .key(format!("{PREFIX}rt:{token_hash}"))
+            .arg(now)
+            .arg(PREFIX)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(
+            match (reply.first().map(String::as_str), Self::record(&reply)) {
+                (Some("1"), Some(record)) => Consumed::Rotated(record),
+                (Some("2"), Some(record)) => Consumed::Reused(record),
+                _ => Consumed::Invalid,
+            },
+        )
+    }
+
+    async fn revoke(&self, token_hash: &str) -> Result<Option<RefreshRecord>, SessionError> {
+        let mut conn = self.redis.connection().await?;
+        let reply: Vec<String> = self
+            .revoke
+            .key(format!("{PREFIX}rt:{token_hash}"))
+            .arg(PREFIX)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(Self::record(&reply))
+    }
+
+    async fn revoke_user(&self, user_id: &str) -> Result<(), SessionError> {
+        let mut conn = self.redis.connection().await?;
+        let _: i64 = self
+            .revoke_user
+            .key(format!("{PREFIX}ru:{user_id}"))
+            .arg(PREFIX)
+            .arg(user_id)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> bool {
+        self.redis.ping().await
+    }
+}

@@ -1,0 +1,176 @@
+//! Refresh tokens in the embedded store, for single-node use without Redis. Lives in the same
+//! sled database as the users, in its own trees; every change is one transaction, then a flush.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+
+use super::{Consumed, RefreshRecord, RefreshStore, SessionError};
+
+pub struct SledSessions {
+    db: sled::Db,
+    tokens: sled::Tree,
+    families: sled::Tree,
+    users: sled::Tree,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    record: RefreshRecord,
+    used: bool,
+}
+
+type Tx = ConflictableTransactionError<SessionError>;
+
+fn err(e: impl std::fmt::Display) -> SessionError {
+    SessionError(e.to_string())
+}
+
+fn tx_err(e: TransactionError<SessionError>) -> SessionError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => err(e),
+    }
+}
+
+fn list(tree: &TransactionalTree, key: &str) -> Result<Vec<String>, Tx> {
+    Ok(match tree.get(key.as_bytes())? {
+        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        None => Vec::new(),
+    })
+}
+
+fn put_list(tree: &TransactionalTree, key: &str, items: &[String]) -> Result<(), Tx> {
+    if items.is_empty() {
+        tree.remove(key.as_bytes())?;
+    } else {
+        let bytes =
+            serde_json::to_vec(items).map_err(|e| ConflictableTransactionError::Abort(err(e)))?;
+        tree.insert(key.as_bytes(), bytes)?;
+    }
+    Ok(())
+}
+
+fn revoke_family(
+    tokens: &TransactionalTree,
+    families: &TransactionalTree,
+    users: &TransactionalTree,
+    user: &str,
+    family: &str,
+) -> Result<(), Tx> {
+    for hash in list(families, family)? {
+        tokens.remove(hash.as_bytes())?;
+    }
+    families.remove(family.as_bytes())?;
+    let mut owned = list(users, user)?;
+    owned.retain(|f| f != family);
+    put_list(users, user, &owned)
+}
+
+fn load(tokens: &TransactionalTree, hash: &str) -> Result<Option<Stored>, Tx> {
+    Ok(tokens
+        .get(hash.as_bytes())?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+}
+
+impl SledSessions {
+    pub fn new(db: &sled::Db) -> Result<SledSessions, String> {
+        let open = |name: &str| db.open_tree(name).map_err(|e| e.to_string());
+        Ok(SledSessions {
+            db: db.clone(),
+            tokens: open("refresh_tokens")?,
+            families: open("refresh_families")?,
+            users: open("refresh_users")?,
+        })
+    }
+
+    async fn durable(&self) -> Result<(), SessionError> {
+        self.db.flush_async().await.map(|_| ()).map_err(err)
+    }
+}
+
+#[async_trait]
+impl RefreshStore for SledSessions {
+    async fn insert(&self, token_hash: &str, record: &RefreshRecord) -> Result<(), SessionError> {
+        let stored = serde_json::to_vec(&Stored {
+            record: record.clone(),
+            used: false,
+        })
+        .map_err(err)?;
+        (&self.tokens, &self.families, &self.users)
+            .transaction(|(tokens, families, users)| {
+                tokens.insert(token_hash.as_bytes(), stored.clone())?;
+                let mut members = list(families, &record.family)?;
+                members.push(token_hash.to_string());
+                put_list(families, &record.family, &members)?;
+                let mut owned = list(users, &record.user_id)?;
+                if !owned.contains(&record.family) {
+                    owned.push(record.family.clone());
+                    put_list(users, &record.user_id, &owned)?;
+                }
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await
+    }
+
+    async fn consume(&self, token_hash: &str, now: i64) -> Result<Consumed, SessionError> {
+        let consumed = (&self.tokens, &self.families, &self.users)
+            .transaction(|(tokens, families, users)| {
+                let Some(mut stored) = load(tokens, token_hash)? else {
+                    return Ok(Consumed::Invalid);
+                };
+                if stored.record.expires_at < now {
+                    return Ok(Consumed::Invalid);
+                }
+                if stored.used {
+                    let r = &stored.record;
+                    revoke_family(tokens, families, users, &r.user_id, &r.family)?;
+                    return Ok(Consumed::Reused(stored.record));
+                }
+                stored.used = true;
+                let bytes = serde_json::to_vec(&stored)
+                    .map_err(|e| ConflictableTransactionError::Abort(err(e)))?;
+                tokens.insert(token_hash.as_bytes(), bytes)?;
+                Ok(Consumed::Rotated(stored.record))
+            })
+            .map_err(tx_err)?;
+        if consumed != Consumed::Invalid {
+            self.durable().await?;
+        }
+        Ok(consumed)
+    }
+
+    async fn revoke(&self, token_hash: &str) -> Result<Option<RefreshRecord>, SessionError> {
+        let revoked = (&self.tokens, &self.families, &self.users)
+            .transaction(|(tokens, families, users)| {
+                let Some(stored) = load(tokens, token_hash)? else {
+                    return Ok(None);
+                };
+                let r = &stored.record;
+                revoke_family(tokens, families, users, &r.user_id, &r.family)?;
+                Ok(Some(stored.record))
+            })
+            .map_err(tx_err)?;
+        self.durable().await?;
+        Ok(revoked)
+    }
+
+    async fn revoke_user(&self, user_id: &str) -> Result<(), SessionError> {
+        (&self.tokens, &self.families, &self.users)
+            .transaction(|(tokens, families, users)| {
+                for family in list(users, user_id)? {
+                    revoke_family(tokens, families, users, user_id, &family)?;
+                }
+                users.remove(user_id.as_bytes())?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await
+    }
+
+    async fn ping(&self) -> bool {
+        true
+    }
+}
