@@ -23,8 +23,11 @@ const LOGIN: &str = "mutation L($email: String, $username: String, $password: St
 const ME: &str = "{ me { id email username firstName lastName fullName isActive isStaff verified archived secondaryEmail roles dateJoined lastLogin } }";
 
 async fn start(sink: &SmtpSink, upstream: Option<&Upstream>, env: &[(&str, &str)]) -> Authgate {
+    // Limits high enough for these tests; tests/sessions.rs exercises the limits themselves.
     let mut builder = Authgate::builder()
         .smtp(sink)
+        .env("AUTHGATE_RATE_LIMIT__LOGIN", "1000/1m")
+        .env("AUTHGATE_RATE_LIMIT__REGISTER", "1000/1h")
         .routes("[[routes]]\nprefix = \"/api\"\nupstream = \"{upstream}\"\n");
     for (k, v) in env {
         builder = builder.env(k, v);

@@ -2,6 +2,7 @@
 //! real HTTP upstream that echoes what it received.
 #![allow(dead_code)]
 
+pub mod redis;
 pub mod smtp;
 
 use std::collections::BTreeMap;
