@@ -53,8 +53,7 @@ async fn setup(backend: Backend, env: &[(&str, &str)]) -> Option<Setup> {
         builder = builder.env(k, v);
     }
     let gate = builder.start(Some(&upstream)).await;
-    // Keep the upstream alive for the test's duration.
-    std::mem::forget(upstream);
+    // The upstream's task keeps serving after this handle goes: it lives with the runtime.
     let reg = gate
         .graphql_as(
             "mutation { register(email: \"ada@example.com\", password1: \"vX9!kq2#Lm-7\", password2: \"vX9!kq2#Lm-7\") { success errors } }",
