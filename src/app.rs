@@ -104,6 +104,7 @@ pub fn build_accounts(
         .map_err(|e| StartError::Other(format!("{}: {e}", config.storage.data_dir.display())))?;
     accounts::policy::preload();
     Ok(Accounts::new(accounts::Parts {
+        api_keys: store.clone(),
         store,
         sessions,
         limiter,
@@ -122,6 +123,11 @@ pub fn build_accounts(
             activation_ttl: config.accounts.activation_ttl.as_std(),
             reset_ttl: config.accounts.reset_ttl.as_std(),
             refresh_ttl: config.jwt.refresh_ttl.as_std(),
+            delete_mode: if config.accounts.delete_mode == "hard" {
+                accounts::DeleteMode::Hard
+            } else {
+                accounts::DeleteMode::Deactivate
+            },
             link_base: config.link_base().to_string(),
             rates: config.rate_limit.clone(),
         },

@@ -68,6 +68,13 @@ enum UserCommand {
         #[arg(long)]
         no_password: bool,
     },
+    /// Create an account without a password and email it a link to set one.
+    Invite {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -186,15 +193,29 @@ fn keys_command(action: KeysCommand) -> Result<(), CliError> {
 }
 
 fn user_command(action: UserCommand) -> Result<(), CliError> {
-    let UserCommand::Create {
-        config,
-        email,
-        username,
-        staff,
-        verified,
-        roles,
-        no_password,
-    } = action;
+    let (config, email, username, staff, verified, roles, no_password, invite) = match action {
+        UserCommand::Create {
+            config,
+            email,
+            username,
+            staff,
+            verified,
+            roles,
+            no_password,
+        } => (
+            config,
+            email,
+            username,
+            staff,
+            verified,
+            roles,
+            no_password,
+            false,
+        ),
+        UserCommand::Invite { config, email } => {
+            (config, email, None, false, false, Vec::new(), true, true)
+        }
+    };
     let config = Config::from_process(config.as_deref())?;
     let password = if no_password {
         None
@@ -217,6 +238,7 @@ fn user_command(action: UserCommand) -> Result<(), CliError> {
         staff,
         verified,
         roles,
+        invite,
     };
     let (id, email) =
         crate::admin::client::create_user(&config, request).map_err(CliError::Failed)?;

@@ -4,6 +4,7 @@
 
 pub mod email_token;
 pub mod errors;
+pub mod lifecycle;
 pub mod password;
 pub mod policy;
 
@@ -16,10 +17,11 @@ use crate::email::{EmailKind, Mailer};
 use crate::jwt::{unix_now, Claims, Subject, TokenService};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::sessions::{self, Consumed, RefreshRecord, RefreshStore};
-use crate::store::{User, UserStore};
+use crate::store::{ApiKeyStore, User, UserStore};
 
 pub use email_token::{EmailTokens, Purpose, TokenError};
 pub use errors::{Failure, FieldError};
+pub use lifecycle::{DeleteMode, UserFilter, API_KEY_PREFIX};
 pub use password::{Argon2Settings, Hasher};
 pub use policy::PasswordPolicy;
 
@@ -33,6 +35,7 @@ pub struct Settings {
     pub activation_ttl: Duration,
     pub reset_ttl: Duration,
     pub refresh_ttl: Duration,
+    pub delete_mode: DeleteMode,
     /// Base of links in emails, without a trailing slash.
     pub link_base: String,
     pub rates: RateLimitSection,
@@ -40,6 +43,8 @@ pub struct Settings {
 
 pub struct Accounts {
     store: Arc<dyn UserStore>,
+    api_keys: Arc<dyn ApiKeyStore>,
+    key_cache: lifecycle::ApiKeyCache,
     sessions: Arc<dyn RefreshStore>,
     limiter: Arc<dyn RateLimiter>,
     hasher: Hasher,
@@ -53,6 +58,7 @@ pub struct Accounts {
 /// The parts an account service is made of.
 pub struct Parts {
     pub store: Arc<dyn UserStore>,
+    pub api_keys: Arc<dyn ApiKeyStore>,
     pub sessions: Arc<dyn RefreshStore>,
     pub limiter: Arc<dyn RateLimiter>,
     pub hasher: Hasher,
@@ -171,6 +177,8 @@ impl Accounts {
     pub fn new(parts: Parts) -> Accounts {
         Accounts {
             store: parts.store,
+            api_keys: parts.api_keys,
+            key_cache: lifecycle::ApiKeyCache::default(),
             sessions: parts.sessions,
             limiter: parts.limiter,
             hasher: parts.hasher,

@@ -42,10 +42,12 @@ fn create_locally(
         let store = Arc::new(store);
         let accounts =
             crate::app::build_accounts(config, store.clone(), tokens).map_err(|e| e.to_string())?;
-        let user = accounts
-            .create_account(request.into())
-            .await
-            .map_err(|f| describe(&f))?;
+        let created = if request.invite {
+            accounts.invite(&request.email).await
+        } else {
+            accounts.create_account(request.into()).await
+        };
+        let user = created.map_err(|f| describe(&f))?;
         Ok((user.id, user.email))
     })
 }

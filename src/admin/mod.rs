@@ -32,6 +32,9 @@ pub struct CreateUser {
     pub verified: bool,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Create without a password and email a set-password link (`authgate user invite`).
+    #[serde(default)]
+    pub invite: bool,
 }
 
 impl From<CreateUser> for NewAccount {
@@ -108,7 +111,12 @@ impl Admin {
                 return json(400, &serde_json::json!({ "errors": failure }));
             }
         };
-        match accounts.create_account(request.into()).await {
+        let created = if request.invite {
+            accounts.invite(&request.email).await
+        } else {
+            accounts.create_account(request.into()).await
+        };
+        match created {
             Ok(user) => json(
                 201,
                 &serde_json::json!({ "id": user.id, "email": user.email }),

@@ -88,6 +88,19 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// An API key's owner.
+    pub fn from_subject(subject: crate::jwt::Subject, method: AuthMethod) -> Identity {
+        Identity {
+            user_id: subject.user_id,
+            email: subject.email,
+            username: subject.username,
+            verified: subject.verified,
+            staff: subject.staff,
+            roles: subject.roles,
+            method,
+        }
+    }
+
     pub fn from_claims(claims: Claims) -> Identity {
         Identity {
             user_id: claims.sub,
@@ -175,11 +188,13 @@ pub enum Outcome {
     Denied(Denial),
 }
 
-/// Decides a request on `route`, given what [`credential`] found.
+/// Decides a request on `route`, given what [`credential`] found. `api_key_owner` answers who
+/// owns an API key (the caller looks keys up beforehand; this stays free of I/O).
 pub fn authorize(
     route: &Route,
     found: Result<Credential<'_>, &'static str>,
     tokens: &TokenService,
+    api_key_owner: impl FnOnce(&str) -> Option<Identity>,
 ) -> Outcome {
     if route.auth == AuthMode::None {
         return Outcome::Anonymous;
@@ -202,13 +217,16 @@ pub fn authorize(
                 )),
             }
         }
-        Ok(Credential::ApiKey(_)) => {
-            return Outcome::Denied(Denial::unauthorized(
-                Some("invalid_token"),
-                "unknown API key",
-                "api_key",
-            ))
-        }
+        Ok(Credential::ApiKey(key)) => match api_key_owner(key) {
+            Some(identity) => identity,
+            None => {
+                return Outcome::Denied(Denial::unauthorized(
+                    Some("invalid_token"),
+                    "unknown or revoked API key",
+                    "api_key",
+                ))
+            }
+        },
         Ok(Credential::Jwt(token)) => match tokens.verify(token) {
             Ok(claims) => Identity::from_claims(claims),
             Err(rejection) => {

@@ -62,7 +62,7 @@ payload!(PasswordChangePayload {
     refresh_token: String
 });
 
-fn accounts<'a>(ctx: &Context<'a>) -> Result<&'a Arc<Accounts>> {
+pub(super) fn accounts<'a>(ctx: &Context<'a>) -> Result<&'a Arc<Accounts>> {
     ctx.data_unchecked::<Arc<App>>()
         .accounts
         .as_ref()
@@ -72,16 +72,16 @@ fn accounts<'a>(ctx: &Context<'a>) -> Result<&'a Arc<Accounts>> {
         })
 }
 
-fn caller<'a>(ctx: &Context<'a>) -> Option<&'a str> {
+pub(super) fn caller<'a>(ctx: &Context<'a>) -> Option<&'a str> {
     ctx.data_opt::<Caller>().and_then(|c| c.user_id.as_deref())
 }
 
-fn client_ip(ctx: &Context<'_>) -> Option<std::net::IpAddr> {
+pub(super) fn client_ip(ctx: &Context<'_>) -> Option<std::net::IpAddr> {
     ctx.data_opt::<Caller>().and_then(|c| c.client_ip)
 }
 
 /// Sets (or, with `None`, clears) the refresh-token cookie on the response.
-fn set_refresh_cookie(ctx: &Context<'_>, pair: Option<&TokenPair>) {
+pub(super) fn set_refresh_cookie(ctx: &Context<'_>, pair: Option<&TokenPair>) {
     let app = ctx.data_unchecked::<Arc<App>>();
     let secure = if app.config.server.public_url.starts_with("https://") {
         "; Secure"
@@ -114,7 +114,7 @@ fn claims_json(claims: &crate::jwt::Claims) -> Json<serde_json::Value> {
 }
 
 /// A failure of a query (queries have no payload): a GraphQL error with `extensions.code`.
-fn query_error(failure: Failure) -> async_graphql::Error {
+pub(super) fn query_error(failure: Failure) -> async_graphql::Error {
     let code = failure.codes().first().copied().unwrap_or("invalid");
     let message = failure
         .0

@@ -4,6 +4,7 @@
 //! one is a new file and a line here.
 
 mod accounts;
+mod lifecycle;
 pub use accounts::REFRESH_COOKIE;
 mod keys;
 pub mod types;
@@ -19,10 +20,14 @@ use crate::config::GraphqlSection;
 pub type AuthgateSchema = Schema<Query, Mutation, EmptySubscription>;
 
 #[derive(MergedObject, Default)]
-pub struct Query(keys::KeysQuery, accounts::AccountsQuery);
+pub struct Query(
+    keys::KeysQuery,
+    accounts::AccountsQuery,
+    lifecycle::LifecycleQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(accounts::AccountsMutation);
+pub struct Mutation(accounts::AccountsMutation, lifecycle::LifecycleMutation);
 
 /// Who is calling: from the request's `Authorization` header, verified by the proxy.
 #[derive(Debug, Clone, Default)]

@@ -4,12 +4,15 @@
 use std::sync::OnceLock;
 
 const RESULT: &str = include_str!("result.html");
+const PASSWORD_FORM: &str = include_str!("password_form.html");
 
 fn env() -> &'static minijinja::Environment<'static> {
     static ENV: OnceLock<minijinja::Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = minijinja::Environment::new();
         env.add_template("result.html", RESULT)
+            .expect("built-in template parses");
+        env.add_template("password_form.html", PASSWORD_FORM)
             .expect("built-in template parses");
         env
     })
@@ -23,8 +26,60 @@ pub fn result(title: &str, message: &str, ok: bool) -> String {
         .unwrap_or_else(|_| format!("<!doctype html><title>authgate</title><p>{}</p>", ok))
 }
 
+/// The form of `/password/reset` and `/password/set`, with any errors of the last attempt.
+pub fn password_form(
+    title: &str,
+    action: &str,
+    token: &str,
+    errors: &[String],
+    min_length: usize,
+) -> String {
+    let button = if action.ends_with("/set") {
+        "Set password"
+    } else {
+        "Change password"
+    };
+    env()
+        .get_template("password_form.html")
+        .and_then(|t| {
+            t.render(minijinja::context! { title, action, token, errors, min_length, button })
+        })
+        .unwrap_or_else(|_| "<!doctype html><title>authgate</title><p>error</p>".to_string())
+}
+
+/// Parses an `application/x-www-form-urlencoded` body or query string.
+pub fn form_fields(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    let spaced = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn forms_parse() {
+        let fields = super::form_fields("token=a%2Bb.c&new_password1=p+q%26r&x");
+        assert_eq!(fields[0], ("token".into(), "a+b.c".into()));
+        assert_eq!(fields[1], ("new_password1".into(), "p q&r".into()));
+        assert_eq!(fields[2], ("x".into(), "".into()));
+        let page = super::password_form("T", "/password/reset", "t\"k", &["bad <x>".into()], 8);
+        assert!(
+            page.contains("value=\"t&quot;k\"") && page.contains("bad &lt;x&gt;"),
+            "{page}"
+        );
+    }
+
     #[test]
     fn pages_escape() {
         let page = super::result("<b>", "a & b", true);

@@ -42,6 +42,22 @@ pub fn rewrite_request(
         for (name, value) in identity.headers() {
             upstream.insert_header(name, value)?;
         }
+        // The upstream learns who called, never the caller's API key.
+        if identity.method == gate::AuthMethod::ApiKey {
+            upstream.remove_header("x-api-key");
+            let is_key = upstream
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    v.trim_start()
+                        .get(..6)
+                        .is_some_and(|s| s.eq_ignore_ascii_case("token "))
+                });
+            if is_key {
+                upstream.remove_header("authorization");
+            }
+        }
     }
     upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
 

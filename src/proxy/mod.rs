@@ -4,6 +4,7 @@
 
 pub(crate) mod forward;
 mod own;
+mod pages;
 mod respond;
 
 use std::sync::Arc;
@@ -67,18 +68,34 @@ impl Gateway {
             .unwrap_or_else(|| self.label_none.clone())
     }
 
-    fn authorize(&self, route: &Route, req: &RequestHeader) -> Outcome {
+    async fn authorize(&self, route: &Route, req: &RequestHeader) -> Outcome {
         let found = gate::credential(&req.headers);
-        if matches!(found, Ok(Credential::Jwt(_))) {
-            let start = Instant::now();
-            let outcome = gate::authorize(route, found, &self.app.tokens);
-            self.app
-                .metrics
-                .jwt_verify_seconds
-                .observe(start.elapsed().as_secs_f64());
-            outcome
-        } else {
-            gate::authorize(route, found, &self.app.tokens)
+        match found {
+            Ok(Credential::Jwt(_)) => {
+                let start = Instant::now();
+                let outcome = gate::authorize(route, found, &self.app.tokens, |_| None);
+                self.app
+                    .metrics
+                    .jwt_verify_seconds
+                    .observe(start.elapsed().as_secs_f64());
+                outcome
+            }
+            Ok(Credential::ApiKey(key)) if route.auth != crate::config::AuthMode::None => {
+                let owner = self.api_key_owner(key).await;
+                gate::authorize(route, found, &self.app.tokens, |_| owner)
+            }
+            _ => gate::authorize(route, found, &self.app.tokens, |_| None),
+        }
+    }
+
+    async fn api_key_owner(&self, key: &str) -> Option<Identity> {
+        let accounts = self.app.accounts.as_ref()?;
+        match accounts.resolve_api_key(key).await {
+            Ok(subject) => subject.map(|s| Identity::from_subject(s, gate::AuthMethod::ApiKey)),
+            Err(failure) => {
+                tracing::error!(codes = ?failure.codes(), "API key lookup failed");
+                None
+            }
         }
     }
 }
@@ -154,10 +171,14 @@ impl ProxyHttp for Gateway {
         };
         ctx.label = self.label_for(&route);
         let metrics = &self.app.metrics.auth;
-        match self.authorize(&route, session.req_header()) {
+        match self.authorize(&route, session.req_header()).await {
             Outcome::Anonymous => metrics.with_label_values(&["anonymous", "none"]).inc(),
             Outcome::Authenticated(identity) => {
-                metrics.with_label_values(&["allowed", "jwt"]).inc();
+                let method = match identity.method {
+                    gate::AuthMethod::Jwt => "jwt",
+                    gate::AuthMethod::ApiKey => "api_key",
+                };
+                metrics.with_label_values(&["allowed", method]).inc();
                 ctx.identity = Some(identity);
             }
             Outcome::Denied(denial) => {

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use pingora::proxy::Session;
 use pingora::Result;
 
+use super::pages;
 use super::respond::{ErrorBody, Reply};
 use crate::app::App;
 use crate::graphql::{self, AuthgateSchema};
@@ -18,6 +19,12 @@ pub enum Endpoint {
     OpenidConfiguration,
     /// `/activate/{token}`
     Activate,
+    /// `/verify-email/{token}`
+    VerifyEmail,
+    /// `/password/reset?token=…`
+    PasswordReset,
+    /// `/password/set?token=…`
+    PasswordSet,
 }
 
 pub struct Endpoints {
@@ -56,9 +63,11 @@ impl Endpoints {
             "/graphql" | "/graphql/" => Some(Endpoint::Graphql),
             "/.well-known/jwks.json" => Some(Endpoint::Jwks),
             "/.well-known/openid-configuration" => Some(Endpoint::OpenidConfiguration),
-            _ if path.starts_with("/activate/") && self.app.accounts.is_some() => {
-                Some(Endpoint::Activate)
-            }
+            _ if self.app.accounts.is_none() => None,
+            "/password/reset" => Some(Endpoint::PasswordReset),
+            "/password/set" => Some(Endpoint::PasswordSet),
+            _ if path.starts_with("/activate/") => Some(Endpoint::Activate),
+            _ if path.starts_with("/verify-email/") => Some(Endpoint::VerifyEmail),
             _ => None,
         }
     }
@@ -92,62 +101,54 @@ impl Endpoints {
             } else {
                 "POST"
             }),
-            Endpoint::Activate if is_get => self.activate(&path["/activate/".len()..]).await,
-            Endpoint::Jwks | Endpoint::OpenidConfiguration | Endpoint::Activate => {
-                method_not_allowed("GET, HEAD")
+            Endpoint::Activate
+            | Endpoint::VerifyEmail
+            | Endpoint::PasswordReset
+            | Endpoint::PasswordSet => {
+                return self.page(endpoint, path, session).await;
             }
+            Endpoint::Jwks | Endpoint::OpenidConfiguration => method_not_allowed("GET, HEAD"),
         })
     }
 
-    async fn activate(&self, token: &str) -> Reply {
+    async fn page(&self, endpoint: Endpoint, path: &str, session: &mut Session) -> Result<Reply> {
         let Some(accounts) = &self.app.accounts else {
-            return Reply::json_error(404, &ErrorBody::new("not_found", "no such page"));
+            return Ok(Reply::json_error(
+                404,
+                &ErrorBody::new("not_found", "no such page"),
+            ));
         };
-        let (status, title, message, ok) = match accounts.verify_account(token).await {
-            Ok(_) => (
-                200,
-                "Account verified",
-                "Your email address is confirmed. You can close this page and sign in.",
-                true,
-            ),
-            Err(failure) => match failure.codes().first().copied() {
-                Some("already_verified") => (
-                    200,
-                    "Already verified",
-                    "This account is already verified. You can sign in.",
-                    true,
-                ),
-                Some("expired_token") => (
-                    400,
-                    "Link expired",
-                    "This activation link has expired. Ask for a new one from the sign-in page.",
-                    false,
-                ),
-                Some("service_unavailable") => (
-                    503,
-                    "Try again shortly",
-                    "The service is temporarily unavailable.",
-                    false,
-                ),
-                _ => (
-                    400,
-                    "Invalid link",
-                    "This activation link is not valid. Check that you copied it whole.",
-                    false,
-                ),
-            },
+        let method = session.req_header().method.clone();
+        let min_length = self.app.config.accounts.password_min_length;
+        let purpose = match endpoint {
+            Endpoint::PasswordSet => crate::accounts::Purpose::PasswordSet,
+            _ => crate::accounts::Purpose::PasswordReset,
         };
-        Reply::new(
-            status,
-            "text/html; charset=utf-8",
-            crate::pages::result(title, message, ok),
-        )
-        .with_header("x-frame-options", "DENY")
-        .with_header(
-            "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'",
-        )
-        .with_header("referrer-policy", "no-referrer")
+        Ok(match (endpoint, method.as_str()) {
+            (Endpoint::Activate, "GET") => {
+                pages::activate(accounts, &path["/activate/".len()..]).await
+            }
+            (Endpoint::VerifyEmail, "GET") => {
+                pages::verify_email(accounts, &path["/verify-email/".len()..]).await
+            }
+            (Endpoint::PasswordReset | Endpoint::PasswordSet, "GET") => {
+                let query = session.req_header().uri.query().unwrap_or("").to_string();
+                pages::password_form(accounts, purpose, &query, min_length).await
+            }
+            (Endpoint::PasswordReset | Endpoint::PasswordSet, "POST") => {
+                match read_body(session, FORM_LIMIT).await? {
+                    Some(body) => {
+                        pages::password_submit(accounts, purpose, &body, min_length).await
+                    }
+                    None => Reply::json_error(
+                        413,
+                        &ErrorBody::new("payload_too_large", "form too large"),
+                    ),
+                }
+            }
+            (Endpoint::PasswordReset | Endpoint::PasswordSet, _) => method_not_allowed("GET, POST"),
+            _ => method_not_allowed("GET"),
+        })
     }
 
     async fn graphql(&self, session: &mut Session) -> Result<Reply> {
@@ -207,6 +208,9 @@ fn method_not_allowed(allow: &'static str) -> Reply {
     )
     .with_header("allow", allow)
 }
+
+/// Largest password form body.
+const FORM_LIMIT: usize = 16 * 1024;
 
 /// How much of an oversized body is read and dropped so that the client, still sending, gets
 /// to read the 413 on a live connection. Past this the connection is simply closed.

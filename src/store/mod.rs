@@ -73,6 +73,35 @@ pub trait UserStore: Send + Sync {
     async fn ping(&self) -> bool;
     /// Makes every acknowledged write durable (called on shutdown).
     async fn flush(&self) -> Result<(), StoreError>;
+    /// Every user (for the staff queries); runs off the async threads.
+    async fn all(&self) -> Result<Vec<User>, StoreError>;
+}
+
+/// A machine credential: the key itself is shown once and stored only as its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    /// The first characters of the key, to recognise it in a list.
+    pub prefix: String,
+    pub hash: String,
+    pub created_at: i64,
+    #[serde(default)]
+    pub last_used_at: Option<i64>,
+}
+
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    async fn insert_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
+    async fn keys_of(&self, user_id: &str) -> Result<Vec<ApiKey>, StoreError>;
+    /// Removes the user's key `id`; `NotFound` when the user has no such key.
+    async fn delete_key(&self, user_id: &str, id: &str) -> Result<ApiKey, StoreError>;
+    /// Records a use (best effort, not flushed).
+    async fn touch_key(&self, hash: &str, at: i64) -> Result<(), StoreError>;
+    /// Removes every key of a user (account deletion).
+    async fn delete_keys_of(&self, user_id: &str) -> Result<(), StoreError>;
 }
 
 /// The normalized form unique indexes use.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
-use super::{fold, StoreError, User, UserStore};
+use super::{fold, ApiKey, ApiKeyStore, StoreError, User, UserStore};
 
 /// Bumped when the on-disk layout changes; a store of another version is refused.
 const FORMAT_VERSION: u32 = 1;
@@ -20,6 +20,8 @@ pub struct SledStore {
     users: sled::Tree,
     by_email: sled::Tree,
     by_username: sled::Tree,
+    /// key hash → ApiKey JSON
+    api_keys: sled::Tree,
 }
 
 /// Why the store could not be opened.
@@ -132,6 +134,7 @@ impl SledStore {
             users: db.open_tree("users").map_err(other)?,
             by_email: db.open_tree("by_email").map_err(other)?,
             by_username: db.open_tree("by_username").map_err(other)?,
+            api_keys: db.open_tree("api_keys").map_err(other)?,
             db,
         })
     }
@@ -259,6 +262,92 @@ impl UserStore for SledStore {
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
+        self.durable().await
+    }
+
+    async fn all(&self) -> Result<Vec<User>, StoreError> {
+        let users = self.users.clone();
+        tokio::task::spawn_blocking(move || {
+            users
+                .iter()
+                .values()
+                .map(|v| v.map_err(backend).and_then(|bytes| decode(&bytes)))
+                .collect::<Result<Vec<User>, StoreError>>()
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+fn decode_key(bytes: &[u8]) -> Result<ApiKey, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| backend(format!("corrupt API key record: {e}")))
+}
+
+impl SledStore {
+    fn scan_keys(&self, user_id: &str) -> Result<Vec<ApiKey>, StoreError> {
+        let mut keys = Vec::new();
+        for value in self.api_keys.iter().values() {
+            let key = decode_key(&value.map_err(backend)?)?;
+            if key.user_id == user_id {
+                keys.push(key);
+            }
+        }
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(keys)
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for SledStore {
+    async fn insert_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(key).map_err(backend)?;
+        self.api_keys
+            .insert(key.hash.as_bytes(), bytes)
+            .map_err(backend)?;
+        self.durable().await
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        match self.api_keys.get(hash.as_bytes()).map_err(backend)? {
+            Some(bytes) => decode_key(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn keys_of(&self, user_id: &str) -> Result<Vec<ApiKey>, StoreError> {
+        self.scan_keys(user_id)
+    }
+
+    async fn delete_key(&self, user_id: &str, id: &str) -> Result<ApiKey, StoreError> {
+        let key = self
+            .scan_keys(user_id)?
+            .into_iter()
+            .find(|k| k.id == id)
+            .ok_or(StoreError::NotFound)?;
+        self.api_keys.remove(key.hash.as_bytes()).map_err(backend)?;
+        self.durable().await?;
+        Ok(key)
+    }
+
+    async fn touch_key(&self, hash: &str, at: i64) -> Result<(), StoreError> {
+        let Some(current) = self.api_keys.get(hash.as_bytes()).map_err(backend)? else {
+            return Ok(());
+        };
+        let mut key = decode_key(&current)?;
+        key.last_used_at = Some(at);
+        let bytes = serde_json::to_vec(&key).map_err(backend)?;
+        // Swapped only if unchanged: a concurrent revoke wins.
+        let _ = self
+            .api_keys
+            .compare_and_swap(hash.as_bytes(), Some(current), Some(bytes))
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn delete_keys_of(&self, user_id: &str) -> Result<(), StoreError> {
+        for key in self.scan_keys(user_id)? {
+            self.api_keys.remove(key.hash.as_bytes()).map_err(backend)?;
+        }
         self.durable().await
     }
 }
