@@ -188,13 +188,23 @@ impl Accounts {
         new1: String,
         new2: String,
     ) -> Result<(), Failure> {
-        let mut user = self.password_token_user(token, purpose).await?;
-        if purpose == Purpose::PasswordSet && user.password_hash.is_some() {
-            return Err(Failure::general(
-                "password_already_set",
-                "A password is already set for this account.",
-            ));
+        if purpose == Purpose::PasswordSet {
+            // A genuine set-password link for an account that has a password by now (set
+            // through this very link, or otherwise) says so rather than just "invalid".
+            let claims = self
+                .email_tokens
+                .verify(token, purpose)
+                .map_err(token_failure)?;
+            if let Some(user) = self.store.get(&claims.user_id).await? {
+                if user.password_hash.is_some() {
+                    return Err(Failure::general(
+                        "password_already_set",
+                        "A password is already set for this account.",
+                    ));
+                }
+            }
         }
+        let mut user = self.password_token_user(token, purpose).await?;
         if new1 != new2 {
             return Err(Failure::field(
                 "newPassword2",
