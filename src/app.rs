@@ -42,13 +42,16 @@ impl App {
             &config.jwt.keys_dir,
             config.jwt.key_bits,
         )?);
-        let tokens = Arc::new(TokenService::new(
-            keys,
-            config.issuer(),
-            config.audience(),
-            config.jwt.access_ttl.as_std(),
-            config.jwt.leeway.as_std(),
-        ));
+        let tokens = Arc::new(
+            TokenService::new(
+                keys,
+                config.issuer(),
+                config.audience(),
+                config.jwt.access_ttl.as_std(),
+                config.jwt.leeway.as_std(),
+            )
+            .with_cache_size(config.jwt.verify_cache_size),
+        );
         let routes = RouteTable::new(&config.routes).map_err(StartError::Config)?;
         let (accounts, admin_token) = match config.mode {
             Mode::Gateway => {

@@ -496,6 +496,7 @@ impl Accounts {
             .into_iter()
             .filter(|u| filter.keeps(u))
             .collect();
+        // Ids are UUIDv7: time-ordered to the millisecond within the same second.
         users.sort_by(|a, b| (a.date_joined, &a.id).cmp(&(b.date_joined, &b.id)));
         Ok(users)
     }

@@ -323,6 +323,7 @@ impl Accounts {
     pub fn verify_token(&self, token: &str) -> Result<Claims, Failure> {
         self.tokens
             .verify(token)
+            .map(|claims| Claims::clone(&claims))
             .map_err(|rejection| match rejection {
                 crate::jwt::Rejection::Expired => {
                     Failure::general("expired_token", "Token expired.")
@@ -484,7 +485,7 @@ impl Accounts {
             );
         }
         let mut user = User {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: uuid::Uuid::now_v7().simple().to_string(),
             email,
             username,
             first_name: clean(input.first_name).unwrap_or_default(),
@@ -716,7 +717,7 @@ impl Accounts {
             ));
         }
         let mut user = User {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: uuid::Uuid::now_v7().simple().to_string(),
             email,
             username,
             first_name: String::new(),

@@ -79,6 +79,8 @@ pub struct JwtSection {
     pub public_key_file: String,
     /// Size of newly generated keys (first start, `keys rotate`).
     pub key_bits: usize,
+    /// Verified tokens remembered to skip repeated RSA verifications; 0 turns the cache off.
+    pub verify_cache_size: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -215,6 +217,7 @@ impl Default for JwtSection {
             jwks_url: String::new(),
             public_key_file: String::new(),
             key_bits: 2048,
+            verify_cache_size: crate::jwt::DEFAULT_CACHE_SIZE,
         }
     }
 }

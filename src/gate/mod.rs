@@ -101,14 +101,14 @@ impl Identity {
         }
     }
 
-    pub fn from_claims(claims: Claims) -> Identity {
+    pub fn from_claims(claims: &Claims) -> Identity {
         Identity {
-            user_id: claims.sub,
-            email: claims.email,
-            username: claims.username,
+            user_id: claims.sub.clone(),
+            email: claims.email.clone(),
+            username: claims.username.clone(),
             verified: claims.verified,
             staff: claims.staff,
-            roles: claims.roles,
+            roles: claims.roles.clone(),
             method: AuthMethod::Jwt,
         }
     }
@@ -228,7 +228,7 @@ pub fn authorize(
             }
         },
         Ok(Credential::Jwt(token)) => match tokens.verify(token) {
-            Ok(claims) => Identity::from_claims(claims),
+            Ok(claims) => Identity::from_claims(&claims),
             Err(rejection) => {
                 return Outcome::Denied(Denial::unauthorized(
                     Some("invalid_token"),

@@ -10,7 +10,10 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::keys::KeyRing;
+use crate::keys::{KeyRing, KeySet};
+
+mod cache;
+pub use cache::VerifiedCache;
 
 /// The claims of an authgate access token (SPEC §8).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,7 +113,11 @@ pub struct TokenService {
     audience: Option<String>,
     access_ttl: i64,
     validation: Validation,
+    cache: VerifiedCache,
 }
+
+/// Verified tokens remembered by default.
+pub const DEFAULT_CACHE_SIZE: usize = 16_384;
 
 /// The largest token we are willing to look at; real ones are well under 2 KiB.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -143,7 +150,14 @@ impl TokenService {
             audience: audience.map(str::to_string),
             access_ttl: access_ttl.as_secs() as i64,
             validation,
+            cache: VerifiedCache::new(DEFAULT_CACHE_SIZE),
         }
+    }
+
+    /// Sets how many verified tokens are remembered (0: none).
+    pub fn with_cache_size(mut self, entries: usize) -> TokenService {
+        self.cache = VerifiedCache::new(entries);
+        self
     }
 
     pub fn keys(&self) -> &Arc<KeyRing> {
@@ -184,8 +198,25 @@ impl TokenService {
         jsonwebtoken::encode(&header, claims, &key.encoding)
     }
 
-    /// Verifies a compact JWS and returns its claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, Rejection> {
+    /// Verifies a compact JWS and returns its claims; tokens seen before come from the cache.
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, Rejection> {
+        let set = self.keys.snapshot();
+        let now = unix_now();
+        let leeway = self.validation.leeway as i64;
+        if let Some(claims) = self.cache.get(token, set.generation(), now, leeway) {
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify_with(token, &set)?);
+        self.cache.put(token, claims.clone(), set.generation(), now);
+        Ok(claims)
+    }
+
+    /// Verifies without the cache (for benchmarks and for callers that must not use it).
+    pub fn verify_uncached(&self, token: &str) -> Result<Claims, Rejection> {
+        self.verify_with(token, &self.keys.snapshot())
+    }
+
+    fn verify_with(&self, token: &str, set: &KeySet) -> Result<Claims, Rejection> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(Rejection::Malformed);
         }
@@ -216,7 +247,6 @@ impl TokenService {
                 return Err(Rejection::ForbiddenHeader(name));
             }
         }
-        let set = self.keys.snapshot();
         let key = match header.kid.as_deref() {
             Some(kid) => set.get(kid).ok_or(Rejection::UnknownKid)?,
             None => set.current(),

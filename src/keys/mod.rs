@@ -105,6 +105,7 @@ pub struct KeySet {
     by_kid: HashMap<String, Arc<KeyPair>>,
     jwks_json: bytes::Bytes,
     fingerprint: Vec<(String, u64, SystemTime)>,
+    generation: u64,
 }
 
 impl KeySet {
@@ -112,7 +113,9 @@ impl KeySet {
         keys.sort_by(|a, b| (b.created, &b.kid).cmp(&(a.created, &a.kid)));
         let by_kid = keys.iter().map(|k| (k.kid.clone(), k.clone())).collect();
         let jwks = serde_json::json!({ "keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() });
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         KeySet {
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             keys,
             by_kid,
             jwks_json: serde_json::to_vec(&jwks).unwrap_or_default().into(),
@@ -131,6 +134,11 @@ impl KeySet {
 
     pub fn all(&self) -> &[Arc<KeyPair>] {
         &self.keys
+    }
+
+    /// A number that differs for every key set loaded in this process.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The JWK Set document, rendered once per key change.

@@ -180,9 +180,12 @@ impl Endpoints {
     /// The user behind a valid `Authorization: Bearer|JWT` token, if any.
     fn caller_id(&self, req: &pingora::http::RequestHeader) -> Option<String> {
         match crate::gate::credential(&req.headers) {
-            Ok(crate::gate::Credential::Jwt(token)) => {
-                self.app.tokens.verify(token).ok().map(|claims| claims.sub)
-            }
+            Ok(crate::gate::Credential::Jwt(token)) => self
+                .app
+                .tokens
+                .verify(token)
+                .ok()
+                .map(|claims| claims.sub.clone()),
             _ => None,
         }
     }
