@@ -49,6 +49,10 @@ impl Failure {
         self.0.values().flatten().map(|e| e.code).collect()
     }
 
+    pub fn invalid_email() -> Failure {
+        Failure::field("email", "invalid", "Enter a valid email address.")
+    }
+
     pub fn unauthenticated() -> Failure {
         Failure::general("unauthenticated", "Unauthenticated.")
     }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{new_stamp, token_failure, valid_email, Accounts, Failure, Purpose};
+use super::{token_failure, valid_email, Accounts, Failure, Purpose};
 use crate::email::EmailKind;
 use crate::jwt::{unix_now, Subject};
 use crate::store::{fold, ApiKey, StoreError, User};
@@ -126,18 +126,8 @@ impl Accounts {
         email: &str,
         ip: Option<IpAddr>,
     ) -> Result<(), Failure> {
-        if !valid_email(email) {
-            return Err(Failure::field(
-                "email",
-                "invalid",
-                "Enter a valid email address.",
-            ));
-        }
-        self.limit("email", self.settings.rates.email, ip, Some(email))
-            .await?;
-        let user = match self.store.find_by_email(email).await? {
-            Some(user) if user.is_active && fold(&user.email) == fold(email) => user,
-            _ => return Ok(()),
+        let Some(user) = self.account_to_email(email, ip).await? else {
+            return Ok(());
         };
         let this = self.clone();
         tokio::spawn(async move {
@@ -205,19 +195,7 @@ impl Accounts {
             }
         }
         let mut user = self.password_token_user(token, purpose).await?;
-        if new1 != new2 {
-            return Err(Failure::field(
-                "newPassword2",
-                "password_mismatch",
-                "The two password fields didn’t match.",
-            ));
-        }
-        let failure = self.check_password("newPassword2", &new2, &user);
-        if !failure.is_empty() {
-            return Err(failure);
-        }
-        user.password_hash = Some(self.hasher.hash(new1).await?);
-        user.security_stamp = new_stamp();
+        self.apply_new_password(&mut user, new1, new2).await?;
         user.verified = true;
         self.store.update(&user).await?;
         self.sessions
@@ -306,11 +284,7 @@ impl Accounts {
         let user = self.confirmed(user_id, password).await?;
         let email = email.trim();
         if !valid_email(email) {
-            return Err(Failure::field(
-                "email",
-                "invalid",
-                "Enter a valid email address.",
-            ));
+            return Err(Failure::invalid_email());
         }
         self.limit("email", self.settings.rates.email, ip, Some(&user.email))
             .await?;

@@ -235,6 +235,68 @@ impl Accounts {
         Ok(())
     }
 
+    /// For requests that email an account (resend, reset): checks the address, counts the
+    /// attempt, and finds the active account whose primary email it is, if any.
+    async fn account_to_email(
+        &self,
+        email: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Option<User>, Failure> {
+        if !valid_email(email) {
+            return Err(Failure::invalid_email());
+        }
+        self.limit("email", self.settings.rates.email, ip, Some(email))
+            .await?;
+        Ok(self.store.find_by_email(email).await?.filter(|user| {
+            user.is_active && crate::store::fold(&user.email) == crate::store::fold(email)
+        }))
+    }
+
+    /// Checks and stores a new password (policy errors on `newPassword2`); a new security
+    /// stamp kills every reset link made before.
+    async fn apply_new_password(
+        &self,
+        user: &mut User,
+        new1: String,
+        new2: String,
+    ) -> Result<(), Failure> {
+        if new1 != new2 {
+            return Err(Failure::field(
+                "newPassword2",
+                "password_mismatch",
+                "The two password fields didn’t match.",
+            ));
+        }
+        let failure = self.check_password("newPassword2", &new2, user);
+        if !failure.is_empty() {
+            return Err(failure);
+        }
+        user.password_hash = Some(self.hasher.hash(new1).await?);
+        user.security_stamp = new_stamp();
+        Ok(())
+    }
+
+    /// A new account record: active, unverified, no password.
+    fn new_user(email: String, username: Option<String>) -> User {
+        User {
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            email,
+            username,
+            first_name: String::new(),
+            last_name: String::new(),
+            password_hash: None,
+            is_active: true,
+            is_staff: false,
+            verified: false,
+            archived: false,
+            secondary_email: None,
+            roles: Vec::new(),
+            date_joined: unix_now(),
+            last_login: None,
+            security_stamp: new_stamp(),
+        }
+    }
+
     /// A new access token and refresh token; the refresh token joins `family` or starts one.
     async fn pair(&self, user: &User, family: Option<String>) -> Result<TokenPair, Failure> {
         let (token, claims) = self.issue(user)?;
@@ -349,19 +411,7 @@ impl Accounts {
                 "Invalid password.",
             ));
         }
-        if new1 != new2 {
-            return Err(Failure::field(
-                "newPassword2",
-                "password_mismatch",
-                "The two password fields didn’t match.",
-            ));
-        }
-        let failure = self.check_password("newPassword2", &new2, &user);
-        if !failure.is_empty() {
-            return Err(failure);
-        }
-        user.password_hash = Some(self.hasher.hash(new1).await?);
-        user.security_stamp = new_stamp();
+        self.apply_new_password(&mut user, new1, new2).await?;
         self.store.update(&user).await?;
         self.sessions
             .revoke_user(&user.id)
@@ -484,23 +534,9 @@ impl Accounts {
                 "The two password fields didn’t match.",
             );
         }
-        let mut user = User {
-            id: uuid::Uuid::now_v7().simple().to_string(),
-            email,
-            username,
-            first_name: clean(input.first_name).unwrap_or_default(),
-            last_name: clean(input.last_name).unwrap_or_default(),
-            password_hash: None,
-            is_active: true,
-            is_staff: false,
-            verified: false,
-            archived: false,
-            secondary_email: None,
-            roles: Vec::new(),
-            date_joined: unix_now(),
-            last_login: None,
-            security_stamp: new_stamp(),
-        };
+        let mut user = Self::new_user(email, username);
+        user.first_name = clean(input.first_name).unwrap_or_default();
+        user.last_name = clean(input.last_name).unwrap_or_default();
         if failure.is_empty() {
             failure = self.check_password("password2", &input.password2, &user);
         }
@@ -564,23 +600,8 @@ impl Accounts {
         email: &str,
         ip: Option<IpAddr>,
     ) -> Result<(), Failure> {
-        if !valid_email(email) {
-            return Err(Failure::field(
-                "email",
-                "invalid",
-                "Enter a valid email address.",
-            ));
-        }
-        self.limit("email", self.settings.rates.email, ip, Some(email))
-            .await?;
-        let user = match self.store.find_by_email(email).await? {
-            Some(user)
-                if !user.verified
-                    && user.is_active
-                    && crate::store::fold(&user.email) == crate::store::fold(email) =>
-            {
-                user
-            }
+        let user = match self.account_to_email(email, ip).await? {
+            Some(user) if !user.verified => user,
             _ => return Ok(()),
         };
         let this = self.clone();
@@ -689,11 +710,7 @@ impl Accounts {
         self.limit("email_available", self.settings.rates.register, ip, None)
             .await?;
         if !valid_email(email) {
-            return Err(Failure::field(
-                "email",
-                "invalid",
-                "Enter a valid email address.",
-            ));
+            return Err(Failure::invalid_email());
         }
         Ok(self.store.find_by_email(email).await?.is_none())
     }
@@ -702,11 +719,7 @@ impl Accounts {
     pub async fn create_account(&self, input: NewAccount) -> Result<User, Failure> {
         let email = input.email.trim().to_string();
         if !valid_email(&email) {
-            return Err(Failure::field(
-                "email",
-                "invalid",
-                "Enter a valid email address.",
-            ));
+            return Err(Failure::invalid_email());
         }
         let username = clean(input.username);
         if username.as_deref().is_some_and(|n| !valid_username(n)) {
@@ -716,23 +729,10 @@ impl Accounts {
                 "Enter a valid username.",
             ));
         }
-        let mut user = User {
-            id: uuid::Uuid::now_v7().simple().to_string(),
-            email,
-            username,
-            first_name: String::new(),
-            last_name: String::new(),
-            password_hash: None,
-            is_active: true,
-            is_staff: input.staff,
-            verified: input.verified,
-            archived: false,
-            secondary_email: None,
-            roles: input.roles,
-            date_joined: unix_now(),
-            last_login: None,
-            security_stamp: new_stamp(),
-        };
+        let mut user = Self::new_user(email, username);
+        user.is_staff = input.staff;
+        user.verified = input.verified;
+        user.roles = input.roles;
         if let Some(password) = input.password {
             let failure = self.check_password("password", &password, &user);
             if !failure.is_empty() {
