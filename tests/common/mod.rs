@@ -4,6 +4,7 @@
 
 pub mod redis;
 pub mod smtp;
+pub mod webdriver;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
