@@ -2,6 +2,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// glibc's allocator showed as a fifth of the proxy's CPU time under load; mimalloc is made for
+// many small, short-lived allocations across threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = authgate::cli::Cli::parse();
     match authgate::cli::run(cli) {
