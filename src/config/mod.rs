@@ -357,14 +357,12 @@ impl Config {
         if self.jwt.refresh_ttl.is_zero() {
             return Err(ConfigError::at("jwt.refresh_ttl", "must be longer than 0s"));
         }
-        if self.mode == Mode::Verifier
-            && self.jwt.jwks_url.is_empty()
-            && self.jwt.public_key_file.is_empty()
-            && self.jwt.issuer.is_empty()
-        {
+        if self.mode == Mode::Verifier {
+            // Refused rather than half-served: a verifier that generated its own keys would
+            // refuse every token of the real gateway.
             return Err(ConfigError::at(
-                "jwt.issuer",
-                "verifier mode needs the gateway's issuer (and jwt.jwks_url or jwt.public_key_file)",
+                "mode",
+                "\"verifier\" (JWKS-fed sidecar) is not available in this version; use \"gateway\"",
             ));
         }
         if self.graphql.max_depth == 0 || self.graphql.max_complexity == 0 {
@@ -597,6 +595,7 @@ mod tests {
                 "AUTHGATE_SERVER__NOPE",
             ),
             ("[email]\ntransport = \"pigeon\"\n", &[], "email.transport"),
+            ("mode = \"verifier\"\n", &[], "mode"),
         ];
         for (text, env, key) in cases {
             let err = load(text, env).expect_err(text).to_string();
