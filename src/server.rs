@@ -60,8 +60,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     let watcher = background_service("authgate key watcher", KeyWatcher { app: app.clone() });
 
-    server.add_service(public);
-    server.add_service(admin);
+    let public = server.add_service(public);
+    let admin = server.add_service(admin);
+    // /readyz must not answer before the public listener does.
+    admin.add_dependency(&public);
     server.add_service(watcher);
     tracing::info!(
         listen = %config.server.listen,

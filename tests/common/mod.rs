@@ -233,7 +233,8 @@ impl Authgate {
                 );
             }
             if let Ok(resp) = client.get(format!("{}/readyz", self.admin)).send().await {
-                if resp.status() == 200 {
+                let public = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+                if resp.status() == 200 && public {
                     return;
                 }
             }
@@ -278,6 +279,19 @@ impl Authgate {
             .text()
             .await
             .unwrap()
+    }
+
+    /// The metrics once they contain every one of `needles` (requests are counted just after
+    /// their response is written), or as they are after 5 s.
+    pub async fn metrics_with(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.metrics().await;
+            if needles.iter().all(|n| text.contains(n)) || Instant::now() > deadline {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn graphql(&self, query: &str) -> Value {
