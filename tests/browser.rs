@@ -30,17 +30,7 @@ async fn reset_password_in_a_real_browser() {
         None,
     )
     .await;
-    let activation = sink
-        .wait_for("web@example.com", 1)
-        .await
-        .token("/activate/")
-        .unwrap();
-    gate.graphql_as(
-        "mutation V($t: String!) { verifyAccount(token: $t) { success } }",
-        json!({"t": activation}),
-        None,
-    )
-    .await;
+    verify_by_mail(&gate, &sink, "web@example.com", 1).await;
     gate.graphql_as(
         "mutation { sendPasswordResetEmail(email: \"web@example.com\") { success } }",
         json!({}),

@@ -49,18 +49,7 @@ impl Setup {
             .await;
         assert_eq!(reg["data"]["register"]["success"], true, "{reg}");
         if verify {
-            let token = self
-                .sink
-                .wait_for(email, 1)
-                .await
-                .token("/activate/")
-                .unwrap();
-            self.gql(
-                "mutation V($t: String!) { verifyAccount(token: $t) { success } }",
-                json!({"t": token}),
-                None,
-            )
-            .await;
+            verify_by_mail(&self.gate, &self.sink, email, 1).await;
         }
         reg["data"]["register"]["token"]
             .as_str()

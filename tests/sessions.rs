@@ -62,17 +62,7 @@ async fn setup(backend: Backend, env: &[(&str, &str)]) -> Option<Setup> {
         )
         .await;
     assert_eq!(reg["data"]["register"]["success"], true, "{reg}");
-    let token = sink
-        .wait_for("ada@example.com", 1)
-        .await
-        .token("/activate/")
-        .unwrap();
-    gate.graphql_as(
-        "mutation V($t: String!) { verifyAccount(token: $t) { success } }",
-        json!({"t": token}),
-        None,
-    )
-    .await;
+    verify_by_mail(&gate, &sink, "ada@example.com", 1).await;
     Some(Setup { gate, sink, redis })
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::OnceLock;
 
+const LAYOUT: &str = include_str!("layout.html");
 const RESULT: &str = include_str!("result.html");
 const PASSWORD_FORM: &str = include_str!("password_form.html");
 
@@ -10,6 +11,8 @@ fn env() -> &'static minijinja::Environment<'static> {
     static ENV: OnceLock<minijinja::Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = minijinja::Environment::new();
+        env.add_template("layout.html", LAYOUT)
+            .expect("built-in template parses");
         env.add_template("result.html", RESULT)
             .expect("built-in template parses");
         env.add_template("password_form.html", PASSWORD_FORM)

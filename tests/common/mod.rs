@@ -369,6 +369,23 @@ pub fn claims(tokens: &TokenService) -> Claims {
     tokens.issue(&subject()).unwrap().1
 }
 
+/// Verifies `email` with the token of the `nth` mail sent to it (an activation email).
+pub async fn verify_by_mail(gate: &Authgate, sink: &smtp::SmtpSink, email: &str, nth: usize) {
+    let token = sink
+        .wait_for(email, nth)
+        .await
+        .token("/activate/")
+        .expect("an activation link");
+    let reply = gate
+        .graphql_as(
+            "mutation V($t: String!) { verifyAccount(token: $t) { success errors } }",
+            serde_json::json!({ "t": token }),
+            None,
+        )
+        .await;
+    assert_eq!(reply["data"]["verifyAccount"]["success"], true, "{reply}");
+}
+
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
