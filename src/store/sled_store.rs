@@ -471,7 +471,17 @@ mod tests {
                 Err(OpenError::Locked(_))
             ));
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        // sled's flusher thread lets go of the file lock shortly after the last handle drops.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let store = loop {
+            match SledStore::open(dir.path()) {
+                Ok(store) => break store,
+                Err(OpenError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         assert!(store.get("a").await.unwrap().is_some());
     }
 }
