@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::{MemoryLimiter, RateLimiter, RedisLimiter};
 use crate::sessions::{RedisConnector, RedisSessions, RefreshStore, SledSessions};
 use crate::store::SledStore;
+use crate::verifier::KeyFetcher;
 
 pub struct App {
     pub config: Config,
@@ -21,6 +22,8 @@ pub struct App {
     pub metrics: Metrics,
     /// The account API; `None` in verifier mode.
     pub accounts: Option<Arc<Accounts>>,
+    /// Where a verifier's keys come from; `None` in gateway mode.
+    pub key_fetcher: Option<Arc<KeyFetcher>>,
     /// A random secret that the local CLI presents to the admin listener (`user create` while
     /// the server holds the store). Kept in the data directory, mode 0600.
     pub admin_token: Option<String>,
@@ -38,13 +41,13 @@ pub enum StartError {
 
 impl App {
     pub fn new(config: Config) -> Result<Arc<App>, StartError> {
-        let keys = Arc::new(KeyRing::open_or_init(
-            &config.jwt.keys_dir,
-            config.jwt.key_bits,
-        )?);
+        let keys = Arc::new(match config.mode {
+            Mode::Gateway => KeyRing::open_or_init(&config.jwt.keys_dir, config.jwt.key_bits)?,
+            Mode::Verifier => KeyRing::published_elsewhere(),
+        });
         let tokens = Arc::new(
             TokenService::new(
-                keys,
+                keys.clone(),
                 config.issuer(),
                 config.audience(),
                 config.jwt.access_ttl.as_std(),
@@ -53,16 +56,27 @@ impl App {
             .with_cache_size(config.jwt.verify_cache_size),
         );
         let routes = RouteTable::new(&config.routes).map_err(StartError::Config)?;
-        let (accounts, admin_token) = match config.mode {
+        let (accounts, admin_token, key_fetcher) = match config.mode {
             Mode::Gateway => {
                 let store = SledStore::open(&config.storage.data_dir)
                     .map_err(|e| StartError::Other(e.to_string()))?;
                 let accounts = build_accounts(&config, Arc::new(store), tokens.clone())?;
                 let admin_token = crate::admin::token::create(&config.storage.data_dir)
                     .map_err(|e| StartError::Other(format!("admin token: {e}")))?;
-                (Some(Arc::new(accounts)), Some(admin_token))
+                (Some(Arc::new(accounts)), Some(admin_token), None)
             }
-            Mode::Verifier => (None, None),
+            Mode::Verifier => {
+                if !config.jwt.public_key_file.is_empty() {
+                    // A local file that cannot be read is a configuration error, found now.
+                    let path = std::path::Path::new(&config.jwt.public_key_file);
+                    keys.replace(crate::verifier::read_pem_file(path).map_err(|e| {
+                        StartError::Config(format!("config key `jwt.public_key_file`: {e}"))
+                    })?);
+                }
+                let fetcher = KeyFetcher::from_config(&config, keys.clone())
+                    .map_err(|e| StartError::Config(format!("config key `jwt.jwks_url`: {e}")))?;
+                (None, None, Some(Arc::new(fetcher)))
+            }
         };
         Ok(Arc::new(App {
             config,
@@ -71,6 +85,7 @@ impl App {
             metrics: Metrics::new(),
             accounts,
             admin_token,
+            key_fetcher,
         }))
     }
 }

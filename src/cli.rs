@@ -1,4 +1,4 @@
-//! The command line: `serve`, `keys`, `check-config`. Exit codes: 0 ok, 1 the operation failed,
+//! The command line: `serve`, `keys`, `user`, `health`, `check-config`. Exit codes: 0 ok, 1 the operation failed,
 //! 2 bad configuration or arguments (clap exits 2 for bad arguments itself).
 
 use std::path::PathBuf;
@@ -35,6 +35,12 @@ enum Command {
     },
     /// Validate the configuration and print it, secrets redacted.
     CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Exit 0 when the running server is ready (its admin /readyz answers 200), else 1;
+    /// for container health checks, where there is no shell or curl.
+    Health {
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -157,6 +163,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let config = Config::from_process(config.as_deref())?;
             print!("{}", config.to_redacted_toml());
         }
+        Command::Health { config } => {
+            let config = Config::from_process(config.as_deref())?;
+            let ready = crate::admin::client::readiness(&config).map_err(CliError::Failed)?;
+            println!("{ready}");
+        }
         Command::Keys { action } => keys_command(action)?,
         Command::User { action } => user_command(action)?,
     }
@@ -166,13 +177,12 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 fn keys_command(action: KeysCommand) -> Result<(), CliError> {
     match action {
         KeysCommand::Generate { dir, bits } => {
-            let key = keys::generate(&dir, bits)?;
-            println!("{} {}", key.kid, key.file.display());
+            print_new_key(&keys::generate(&dir, bits)?);
         }
         KeysCommand::Rotate { config, bits } => {
             let config = Config::from_process(config.as_deref())?;
-            let key = keys::generate(&config.jwt.keys_dir, bits.unwrap_or(config.jwt.key_bits))?;
-            println!("{} {}", key.kid, key.file.display());
+            let bits = bits.unwrap_or(config.jwt.key_bits);
+            print_new_key(&keys::generate(&config.jwt.keys_dir, bits)?);
         }
         KeysCommand::List { config } => {
             let config = Config::from_process(config.as_deref())?;
@@ -190,6 +200,11 @@ fn keys_command(action: KeysCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+fn print_new_key(key: &std::sync::Arc<keys::Key>) {
+    let file = key.file.as_deref().unwrap_or(std::path::Path::new(""));
+    println!("{} {}", key.kid, file.display());
 }
 
 fn user_command(action: UserCommand) -> Result<(), CliError> {

@@ -17,3 +17,4 @@ pub mod ratelimit;
 pub mod server;
 pub mod sessions;
 pub mod store;
+pub mod verifier;

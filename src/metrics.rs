@@ -17,6 +17,11 @@ pub struct Metrics {
     pub jwt_verify_seconds: prometheus::Histogram,
     /// JWKS documents served (verifiers fetching keys show up here).
     pub jwks_requests: prometheus::IntCounter,
+    /// Verifier mode: loads of the gateway's keys by result (changed, unchanged, failed, or
+    /// throttled: an unknown kid within `jwt.jwks_min_interval` of the last load).
+    pub key_loads: IntCounterVec,
+    /// Verifier mode: when the published keys were last loaded successfully (Unix seconds).
+    pub keys_loaded_timestamp: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -60,12 +65,27 @@ impl Metrics {
         let jwks_requests =
             prometheus::IntCounter::new("authgate_jwks_requests_total", "JWKS documents served")
                 .expect("valid metric");
+        let key_loads = IntCounterVec::new(
+            Opts::new(
+                "authgate_key_loads_total",
+                "Loads of the gateway's published keys (verifier mode)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let keys_loaded_timestamp = prometheus::Gauge::new(
+            "authgate_keys_loaded_timestamp_seconds",
+            "When the published keys were last loaded (verifier mode)",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(auth.clone()),
             Box::new(upstream_seconds.clone()),
             Box::new(jwt_verify_seconds.clone()),
             Box::new(jwks_requests.clone()),
+            Box::new(key_loads.clone()),
+            Box::new(keys_loaded_timestamp.clone()),
         ] {
             registry
                 .register(collector)
@@ -78,6 +98,8 @@ impl Metrics {
             upstream_seconds,
             jwt_verify_seconds,
             jwks_requests,
+            key_loads,
+            keys_loaded_timestamp,
         }
     }
 

@@ -69,7 +69,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         listen = %config.server.listen,
         admin = %config.server.admin_listen,
         mode = ?config.mode,
-        kid = %app.tokens.keys().snapshot().current().kid,
+        kid = ?app.tokens.keys().snapshot().current().map(|key| key.kid.clone()),
         "authgate serving"
     );
     server.run(RunArgs::default());
@@ -91,7 +91,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Picks up rotated or retired keys: polls the key directory, and reloads at once on SIGHUP.
+/// Picks up rotated or retired keys: a gateway polls its key directory, a verifier asks its
+/// [`crate::verifier::KeyFetcher`] whether a load is due; both reload at once on SIGHUP.
 struct KeyWatcher {
     app: Arc<App>,
 }
@@ -110,12 +111,17 @@ impl BackgroundService for KeyWatcher {
         let mut tick = tokio::time::interval(KEY_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
+            let hup = tokio::select! {
+                _ = tick.tick() => false,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                     tracing::info!("SIGHUP: reloading keys");
+                    true
                 }
                 _ = shutdown.changed() => return,
+            };
+            if let Some(fetcher) = &self.app.key_fetcher {
+                fetcher.tick(&self.app.metrics, hup).await;
+                continue;
             }
             let app = self.app.clone();
             let result =

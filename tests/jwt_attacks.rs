@@ -82,7 +82,7 @@ async fn attack_matrix_is_refused_with_reasons() {
         .await;
     let tokens = gate.tokens();
     let set = tokens.keys().snapshot();
-    let ours = set.current();
+    let ours = set.current().unwrap();
     let good = tokens.sign(&claims(&tokens)).unwrap();
     let payload: Value = serde_json::to_value(claims(&tokens)).unwrap();
 

@@ -80,7 +80,7 @@ async fn jwks_public_key_and_discovery_agree() {
 async fn private_key_is_mode_0600() {
     let (_up, gate) = start().await;
     let set = keys::KeyRing::open(&gate.keys_dir()).unwrap().snapshot();
-    let mode = std::fs::metadata(&set.current().file)
+    let mode = std::fs::metadata(set.current().unwrap().file.as_ref().unwrap())
         .unwrap()
         .permissions()
         .mode();

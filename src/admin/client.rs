@@ -56,13 +56,10 @@ fn create_remotely(config: &Config, request: &CreateUser) -> Result<(String, Str
     let token = super::token::read(&config.storage.data_dir).map_err(|e| {
         format!("the server holds the user store, and its admin token cannot be read: {e}")
     })?;
-    let mut addr = config.server.admin_listen;
-    if addr.ip().is_unspecified() {
-        addr = SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port());
-    }
+    let addr = admin_addr(config);
     let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
-    let (status, reply) =
-        post(addr, "/users", &token, &body).map_err(|e| format!("admin listener {addr}: {e}"))?;
+    let (status, reply) = send(addr, "POST", "/users", Some(&token), &body)
+        .map_err(|e| format!("admin listener {addr}: {e}"))?;
     let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap_or_default();
     match status {
         201 => Ok((
@@ -74,12 +71,44 @@ fn create_remotely(config: &Config, request: &CreateUser) -> Result<(String, Str
     }
 }
 
-/// A minimal HTTP/1.1 POST over loopback: (status, body).
-fn post(addr: SocketAddr, path: &str, token: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+/// The running server's readiness (`authgate health`): its `/readyz` answer when it is 200,
+/// else why not.
+pub fn readiness(config: &Config) -> Result<String, String> {
+    let addr = admin_addr(config);
+    let (status, body) = send(addr, "GET", "/readyz", None, &[])
+        .map_err(|e| format!("admin listener {addr}: {e}"))?;
+    let body = String::from_utf8_lossy(&body).trim().to_string();
+    match status {
+        200 => Ok(body),
+        _ => Err(format!("not ready (HTTP {status}): {body}")),
+    }
+}
+
+/// The admin listener as a local client reaches it (a wildcard bind is reached on loopback).
+fn admin_addr(config: &Config) -> SocketAddr {
+    let addr = config.server.admin_listen;
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    }
+}
+
+/// A minimal HTTP/1.1 request over loopback: (status, body).
+fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );

@@ -77,6 +77,10 @@ pub struct JwtSection {
     pub leeway: Duration,
     pub jwks_url: String,
     pub public_key_file: String,
+    /// Verifier mode: how often the keys are loaded again in any case.
+    pub jwks_refresh: Duration,
+    /// Verifier mode: the least time between two loads (unknown kids, retries).
+    pub jwks_min_interval: Duration,
     /// Size of newly generated keys (first start, `keys rotate`).
     pub key_bits: usize,
     /// Verified tokens remembered to skip repeated RSA verifications; 0 turns the cache off.
@@ -216,6 +220,8 @@ impl Default for JwtSection {
             leeway: Duration::secs(30),
             jwks_url: String::new(),
             public_key_file: String::new(),
+            jwks_refresh: Duration::secs(300),
+            jwks_min_interval: Duration::secs(10),
             key_bits: 2048,
             verify_cache_size: crate::jwt::DEFAULT_CACHE_SIZE,
         }
@@ -357,14 +363,7 @@ impl Config {
         if self.jwt.refresh_ttl.is_zero() {
             return Err(ConfigError::at("jwt.refresh_ttl", "must be longer than 0s"));
         }
-        if self.mode == Mode::Verifier {
-            // Refused rather than half-served: a verifier that generated its own keys would
-            // refuse every token of the real gateway.
-            return Err(ConfigError::at(
-                "mode",
-                "\"verifier\" (JWKS-fed sidecar) is not available in this version; use \"gateway\"",
-            ));
-        }
+        self.validate_key_source()?;
         if self.graphql.max_depth == 0 || self.graphql.max_complexity == 0 {
             return Err(ConfigError::at(
                 "graphql.max_depth",
@@ -443,6 +442,64 @@ impl Config {
             }
             crate::gate::resolve_upstream(&route.upstream)
                 .map_err(|what| ConfigError::at(key("upstream"), what))?;
+        }
+        Ok(())
+    }
+
+    /// A verifier learns its keys from exactly one place and must know whose tokens it takes;
+    /// a gateway signs its own, so a key source there is a mistake (most likely a forgotten
+    /// `mode = "verifier"`) that would refuse every token of the real gateway.
+    fn validate_key_source(&self) -> Result<(), ConfigError> {
+        let jwt = &self.jwt;
+        let sources = [
+            ("jwt.jwks_url", !jwt.jwks_url.is_empty()),
+            ("jwt.public_key_file", !jwt.public_key_file.is_empty()),
+        ];
+        if self.mode == Mode::Gateway {
+            if let Some((key, _)) = sources.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::at(
+                    key,
+                    "only used with mode = \"verifier\" (a gateway publishes its own keys)",
+                ));
+            }
+            return Ok(());
+        }
+        match sources {
+            [(_, false), (_, false)] => {
+                return Err(ConfigError::at(
+                    "jwt.jwks_url",
+                    "mode = \"verifier\" needs jwt.jwks_url (the gateway's /.well-known/jwks.json) or jwt.public_key_file",
+                ))
+            }
+            [(_, true), (_, true)] => {
+                return Err(ConfigError::at(
+                    "jwt.public_key_file",
+                    "set either jwt.jwks_url or jwt.public_key_file, not both",
+                ))
+            }
+            [(_, true), _] => {
+                crate::verifier::JwksUrl::parse(&jwt.jwks_url)
+                    .map_err(|what| ConfigError::at("jwt.jwks_url", what))?;
+            }
+            _ => {}
+        }
+        if jwt.issuer.is_empty() {
+            return Err(ConfigError::at(
+                "jwt.issuer",
+                "required with mode = \"verifier\": the gateway's issuer (its jwt.issuer, or else its server.public_url)",
+            ));
+        }
+        if jwt.jwks_min_interval.as_std() < std::time::Duration::from_secs(1) {
+            return Err(ConfigError::at(
+                "jwt.jwks_min_interval",
+                "must be at least 1s",
+            ));
+        }
+        if jwt.jwks_refresh.as_std() < jwt.jwks_min_interval.as_std() {
+            return Err(ConfigError::at(
+                "jwt.jwks_refresh",
+                "must be at least jwt.jwks_min_interval",
+            ));
         }
         Ok(())
     }
@@ -595,13 +652,65 @@ mod tests {
                 "AUTHGATE_SERVER__NOPE",
             ),
             ("[email]\ntransport = \"pigeon\"\n", &[], "email.transport"),
-            ("mode = \"verifier\"\n", &[], "mode"),
+            ("mode = \"verifier\"\n", &[], "jwt.jwks_url"),
+            (
+                "mode = \"verifier\"\n[jwt]\njwks_url = \"gateway:8080/jwks\"\nissuer = \"i\"\n",
+                &[],
+                "jwt.jwks_url",
+            ),
+            (
+                "mode = \"verifier\"\n[jwt]\njwks_url = \"http://g/jwks\"\n",
+                &[],
+                "jwt.issuer",
+            ),
+            (
+                "mode = \"verifier\"\n[jwt]\njwks_url = \"http://g/j\"\npublic_key_file = \"k.pem\"\nissuer = \"i\"\n",
+                &[],
+                "jwt.public_key_file",
+            ),
+            (
+                "mode = \"verifier\"\n[jwt]\njwks_url = \"http://g/j\"\nissuer = \"i\"\njwks_min_interval = \"0s\"\n",
+                &[],
+                "jwt.jwks_min_interval",
+            ),
+            (
+                "mode = \"verifier\"\n[jwt]\njwks_url = \"http://g/j\"\nissuer = \"i\"\njwks_refresh = \"5s\"\n",
+                &[],
+                "jwt.jwks_refresh",
+            ),
+            ("[jwt]\njwks_url = \"http://g/jwks\"\n", &[], "jwt.jwks_url"),
+            (
+                "",
+                &[("AUTHGATE_JWT__PUBLIC_KEY_FILE", "gateway.pem")],
+                "jwt.public_key_file",
+            ),
         ];
         for (text, env, key) in cases {
             let err = load(text, env).expect_err(text).to_string();
             assert!(err.contains(key), "{err:?} should name {key}");
             assert!(!err.contains('\n'), "one line: {err:?}");
         }
+    }
+
+    #[test]
+    fn verifier_needs_a_key_source_and_an_issuer() {
+        let config = load(
+            "mode = \"verifier\"\n[jwt]\njwks_url = \"http://gateway:8080/.well-known/jwks.json\"\nissuer = \"https://auth.example.com\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.mode, Mode::Verifier);
+        assert_eq!(config.issuer(), "https://auth.example.com");
+        let config = load(
+            "",
+            &[
+                ("AUTHGATE_MODE", "verifier"),
+                ("AUTHGATE_JWT__PUBLIC_KEY_FILE", "/etc/authgate/gateway.pem"),
+                ("AUTHGATE_JWT__ISSUER", "https://auth.example.com"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.jwt.public_key_file, "/etc/authgate/gateway.pem");
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod routes;
 use http::HeaderMap;
 
 use crate::config::AuthMode;
-use crate::jwt::{Claims, TokenService};
+use crate::jwt::{Claims, Rejection, TokenService};
 
 pub use path::{canonical_path, PathError};
 pub use routes::{matches_prefix, normalize_prefix, resolve_upstream, strip, Route, RouteTable};
@@ -146,7 +146,7 @@ fn header_safe(value: &str) -> String {
 /// Why a request may not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
-    /// 401 or 403.
+    /// 401 or 403; 503 when a verifier cannot judge tokens yet.
     pub status: u16,
     /// The RFC 6750 / JSON `error`; `None` when no credential was given at all.
     pub error: Option<&'static str>,
@@ -229,6 +229,15 @@ pub fn authorize(
         },
         Ok(Credential::Jwt(token)) => match tokens.verify(token) {
             Ok(claims) => Identity::from_claims(&claims),
+            // Not the client's fault, and perhaps a valid token: say so, not 401.
+            Err(rejection @ Rejection::NoKeys) => {
+                return Outcome::Denied(Denial {
+                    status: 503,
+                    error: Some("temporarily_unavailable"),
+                    description: rejection.to_string(),
+                    reason: rejection.reason(),
+                })
+            }
             Err(rejection) => {
                 return Outcome::Denied(Denial::unauthorized(
                     Some("invalid_token"),

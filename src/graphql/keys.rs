@@ -14,6 +14,9 @@ impl KeysQuery {
     /// PEM (SPKI) of the current signing key.
     async fn public_key(&self, ctx: &Context<'_>) -> String {
         let app = ctx.data_unchecked::<Arc<App>>();
-        app.tokens.keys().snapshot().current().public_pem.clone()
+        let keys = app.tokens.keys().snapshot();
+        keys.current()
+            .map(|key| key.public_pem.clone())
+            .unwrap_or_default()
     }
 }

@@ -74,6 +74,9 @@ pub enum Rejection {
     Audience,
     #[error("claims are missing or malformed")]
     Claims,
+    /// A verifier that has not loaded the gateway's keys yet cannot judge any token.
+    #[error("verification keys are not loaded yet")]
+    NoKeys,
 }
 
 impl Rejection {
@@ -90,6 +93,7 @@ impl Rejection {
             Rejection::Issuer => "issuer",
             Rejection::Audience => "audience",
             Rejection::Claims => "claims",
+            Rejection::NoKeys => "no_keys",
         }
     }
 }
@@ -189,13 +193,17 @@ impl TokenService {
     }
 
     /// Signs arbitrary claims with the current key (also used by tests to mint edge cases).
+    /// Fails when the current key has no private half (a verifier never signs).
     pub fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
         let set = self.keys.snapshot();
-        let key = set.current();
+        let (kid, encoding) = set
+            .current()
+            .and_then(|key| Some((&key.kid, key.encoding.as_ref()?)))
+            .ok_or(ErrorKind::InvalidKeyFormat)?;
         let mut header = Header::new(Algorithm::RS256);
         header.typ = Some("JWT".into());
-        header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, claims, &key.encoding)
+        header.kid = Some(kid.clone());
+        jsonwebtoken::encode(&header, claims, encoding)
     }
 
     /// Verifies a compact JWS and returns its claims; tokens seen before come from the cache.
@@ -247,9 +255,10 @@ impl TokenService {
                 return Err(Rejection::ForbiddenHeader(name));
             }
         }
-        let key = match header.kid.as_deref() {
-            Some(kid) => set.get(kid).ok_or(Rejection::UnknownKid)?,
-            None => set.current(),
+        let key = match (header.kid.as_deref(), set.current()) {
+            (_, None) => return Err(Rejection::NoKeys),
+            (Some(kid), Some(_)) => set.get(kid).ok_or(Rejection::UnknownKid)?,
+            (None, Some(current)) => current,
         };
         jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
             .map(|data| data.claims)

@@ -4,6 +4,9 @@
 //! `<unix-seconds>-<kid prefix>.key.pem` (mode 0600), with its SPKI public key beside it as
 //! `.pub.pem`. The newest key signs; every key in the directory is published in the JWKS and
 //! accepted for verification. Retiring a key removes its files.
+//!
+//! A verifier has no directory: its [`KeyRing`] starts empty and is filled with public keys
+//! learnt from the gateway's JWKS or a PEM file (see `crate::verifier`).
 
 mod jwk;
 
@@ -16,11 +19,13 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{DecodingKey, EncodingKey};
-use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use rsa::traits::PublicKeyParts;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 
-pub use jwk::{thumbprint, Jwk};
+pub use jwk::{parse_jwks, thumbprint, Jwk};
 
 const PRIVATE_SUFFIX: &str = ".key.pem";
 const PUBLIC_SUFFIX: &str = ".pub.pem";
@@ -47,21 +52,24 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
     }
 }
 
-/// One RSA key pair with everything derived from it that the hot paths need.
-pub struct KeyPair {
+/// One published RSA key with everything derived from it that the hot paths need. Keys of our
+/// own directory also carry their private half, which signs; keys learnt from a gateway do not.
+pub struct Key {
     pub kid: String,
+    /// Unix seconds from the file name; 0 for keys learnt from a gateway.
     pub created: u64,
     pub bits: usize,
-    pub file: PathBuf,
+    /// The private key file; `None` for keys learnt from a gateway.
+    pub file: Option<PathBuf>,
     pub public_pem: String,
     pub jwk: Jwk,
-    pub(crate) encoding: EncodingKey,
+    pub(crate) encoding: Option<EncodingKey>,
     pub(crate) decoding: DecodingKey,
 }
 
-impl std::fmt::Debug for KeyPair {
+impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyPair")
+        f.debug_struct("Key")
             .field("kid", &self.kid)
             .field("created", &self.created)
             .field("bits", &self.bits)
@@ -69,48 +77,62 @@ impl std::fmt::Debug for KeyPair {
     }
 }
 
-impl KeyPair {
-    fn from_private_pem(pem: &str, created: u64, file: PathBuf) -> Result<KeyPair, KeyError> {
+impl Key {
+    fn from_private_pem(pem: &str, created: u64, file: PathBuf) -> Result<Key, KeyError> {
         let parse = |reason: String| KeyError::Parse {
             path: file.clone(),
             reason,
         };
         let private = RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| parse(e.to_string()))?;
-        let public = RsaPublicKey::from(&private);
-        let public_pem = public
-            .to_public_key_pem(LineEnding::LF)
-            .map_err(|e| parse(e.to_string()))?;
-        let jwk = Jwk::from_public(&public);
         let encoding =
             EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| parse(e.to_string()))?;
+        let mut key = Key::from_public(&RsaPublicKey::from(&private), None).map_err(parse)?;
+        key.created = created;
+        key.file = Some(file);
+        key.encoding = Some(encoding);
+        Ok(key)
+    }
+
+    /// A verification-only key. `kid` is the publisher's; without one, the RFC 7638 thumbprint.
+    pub fn from_public(public: &RsaPublicKey, kid: Option<String>) -> Result<Key, String> {
+        let public_pem = public
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| e.to_string())?;
+        let mut jwk = Jwk::from_public(public);
+        if let Some(kid) = kid {
+            jwk.kid = kid;
+        }
+        // Built from PEM rather than from n/e: that form verifies faster.
         let decoding =
-            DecodingKey::from_rsa_pem(public_pem.as_bytes()).map_err(|e| parse(e.to_string()))?;
-        Ok(KeyPair {
+            DecodingKey::from_rsa_pem(public_pem.as_bytes()).map_err(|e| e.to_string())?;
+        Ok(Key {
             kid: jwk.kid.clone(),
-            created,
+            created: 0,
             bits: public.n().bits(),
-            file,
+            file: None,
             public_pem,
             jwk,
-            encoding,
+            encoding: None,
             decoding,
         })
     }
 }
 
-/// An immutable snapshot of the published keys, newest first.
+/// An immutable snapshot of the published keys, newest (signing) first. Empty only in a
+/// verifier that has not loaded its keys yet.
 #[derive(Debug)]
 pub struct KeySet {
-    keys: Vec<Arc<KeyPair>>,
-    by_kid: HashMap<String, Arc<KeyPair>>,
+    keys: Vec<Arc<Key>>,
+    by_kid: HashMap<String, Arc<Key>>,
     jwks_json: bytes::Bytes,
     fingerprint: Vec<(String, u64, SystemTime)>,
     generation: u64,
 }
 
 impl KeySet {
-    fn new(mut keys: Vec<Arc<KeyPair>>, fingerprint: Vec<(String, u64, SystemTime)>) -> Self {
-        keys.sort_by(|a, b| (b.created, &b.kid).cmp(&(a.created, &a.kid)));
+    /// `keys` in order of preference: the first one signs (when it can) and verifies tokens
+    /// that name no `kid`.
+    fn new(keys: Vec<Arc<Key>>, fingerprint: Vec<(String, u64, SystemTime)>) -> Self {
         let by_kid = keys.iter().map(|k| (k.kid.clone(), k.clone())).collect();
         let jwks = serde_json::json!({ "keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() });
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -123,16 +145,16 @@ impl KeySet {
         }
     }
 
-    /// The signing key: the newest.
-    pub fn current(&self) -> &Arc<KeyPair> {
-        &self.keys[0]
+    /// The current key: the newest, which signs. `None` only before a verifier's first load.
+    pub fn current(&self) -> Option<&Arc<Key>> {
+        self.keys.first()
     }
 
-    pub fn get(&self, kid: &str) -> Option<&Arc<KeyPair>> {
+    pub fn get(&self, kid: &str) -> Option<&Arc<Key>> {
         self.by_kid.get(kid)
     }
 
-    pub fn all(&self) -> &[Arc<KeyPair>] {
+    pub fn all(&self) -> &[Arc<Key>] {
         &self.keys
     }
 
@@ -147,10 +169,12 @@ impl KeySet {
     }
 }
 
-/// The live key set of a running server; swapped whole when the key directory changes.
+/// The live key set of a running server; swapped whole when the key directory changes (or, in
+/// a verifier, when the gateway publishes other keys).
 #[derive(Debug)]
 pub struct KeyRing {
-    dir: PathBuf,
+    /// Our own key directory; `None` in a verifier.
+    dir: Option<PathBuf>,
     current: RwLock<Arc<KeySet>>,
 }
 
@@ -169,13 +193,46 @@ impl KeyRing {
     pub fn open(dir: &Path) -> Result<KeyRing, KeyError> {
         let set = load_dir(dir)?;
         Ok(KeyRing {
-            dir: dir.to_path_buf(),
+            dir: Some(dir.to_path_buf()),
             current: RwLock::new(Arc::new(set)),
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// An empty ring for verification keys that someone else publishes ([`KeyRing::replace`]).
+    pub fn published_elsewhere() -> KeyRing {
+        KeyRing {
+            dir: None,
+            current: RwLock::new(Arc::new(KeySet::new(Vec::new(), Vec::new()))),
+        }
+    }
+
+    /// Puts `keys` (first = current) in service. Returns false, and keeps the running set
+    /// (and with it the verified-token cache), when they are the same keys in the same order.
+    pub fn replace(&self, keys: Vec<Key>) -> bool {
+        let same = {
+            let set = self.snapshot();
+            set.keys.len() == keys.len()
+                && set
+                    .keys
+                    .iter()
+                    .zip(&keys)
+                    .all(|(a, b)| a.kid == b.kid && a.public_pem == b.public_pem)
+        };
+        if same {
+            return false;
+        }
+        let set = KeySet::new(keys.into_iter().map(Arc::new).collect(), Vec::new());
+        let kids: Vec<&str> = set.keys.iter().map(|k| k.kid.as_str()).collect();
+        tracing::info!(keys = ?kids, "published keys loaded");
+        self.swap(set);
+        true
+    }
+
+    fn swap(&self, set: KeySet) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(set);
     }
 
     pub fn snapshot(&self) -> Arc<KeySet> {
@@ -188,17 +245,17 @@ impl KeyRing {
     /// Re-reads the directory if its key files changed. Returns true when the set changed.
     /// On any error the previous keys stay in service.
     pub fn reload_if_changed(&self) -> Result<bool, KeyError> {
-        let fingerprint = dir_fingerprint(&self.dir)?;
+        let Some(dir) = &self.dir else {
+            return Ok(false);
+        };
+        let fingerprint = dir_fingerprint(dir)?;
         if fingerprint == self.snapshot().fingerprint {
             return Ok(false);
         }
-        let set = load_dir(&self.dir)?;
+        let set = load_dir(dir)?;
         let kids: Vec<&str> = set.keys.iter().map(|k| k.kid.as_str()).collect();
-        tracing::info!(keys = ?kids, current = %set.current().kid, "key set reloaded");
-        *self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(set);
+        tracing::info!(keys = ?kids, "key set reloaded");
+        self.swap(set);
         Ok(true)
     }
 }
@@ -222,7 +279,7 @@ fn now_unix() -> u64 {
 }
 
 /// Generates a new key pair in `dir`; it becomes the signing key of that directory.
-pub fn generate(dir: &Path, bits: usize) -> Result<Arc<KeyPair>, KeyError> {
+pub fn generate(dir: &Path, bits: usize) -> Result<Arc<Key>, KeyError> {
     if ![2048, 3072, 4096].contains(&bits) {
         return Err(KeyError::Other(format!(
             "unsupported key size {bits} (use 2048, 3072 or 4096)"
@@ -255,7 +312,7 @@ pub fn generate(dir: &Path, bits: usize) -> Result<Arc<KeyPair>, KeyError> {
     let tmp = dir.join(format!(".{stem}.tmp"));
     write_new(&tmp, pem.as_bytes(), 0o600)?;
     fs::rename(&tmp, &private_path).map_err(io_err(&private_path))?;
-    Ok(Arc::new(KeyPair::from_private_pem(
+    Ok(Arc::new(Key::from_private_pem(
         &pem,
         created,
         private_path,
@@ -321,8 +378,9 @@ fn load_dir(dir: &Path) -> Result<KeySet, KeyError> {
             return Err(KeyError::Permissions { path, mode });
         }
         let pem = fs::read_to_string(&path).map_err(io_err(&path))?;
-        keys.push(Arc::new(KeyPair::from_private_pem(&pem, created, path)?));
+        keys.push(Arc::new(Key::from_private_pem(&pem, created, path)?));
     }
+    keys.sort_by(|a, b| (b.created, &b.kid).cmp(&(a.created, &a.kid)));
     if keys.is_empty() {
         return Err(KeyError::Other(format!(
             "{}: no signing keys (*{PRIVATE_SUFFIX}); run `authgate keys generate --dir {}`",
@@ -333,23 +391,77 @@ fn load_dir(dir: &Path) -> Result<KeySet, KeyError> {
     Ok(KeySet::new(keys, fingerprint))
 }
 
+/// The most keys a JWKS document or a PEM file may hold; more is refused as a whole.
+pub const MAX_PUBLISHED_KEYS: usize = 32;
+
+/// The public keys of a PEM file: one or more `-----BEGIN PUBLIC KEY-----` (SPKI) blocks, the
+/// first being the current key.
+pub fn parse_public_pems(text: &str) -> Result<Vec<Key>, String> {
+    const BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
+    const END: &str = "-----END PUBLIC KEY-----";
+    let mut keys = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        let block = &rest[start..];
+        let end = block
+            .find(END)
+            .ok_or_else(|| format!("key {}: no `{END}` line", keys.len() + 1))?
+            + END.len();
+        let public = RsaPublicKey::from_public_key_pem(&block[..end])
+            .map_err(|e| format!("key {}: not an RSA public key ({e})", keys.len() + 1))?;
+        keys.push(Key::from_public(&public, None)?);
+        if keys.len() > MAX_PUBLISHED_KEYS {
+            return Err(format!("more than {MAX_PUBLISHED_KEYS} keys"));
+        }
+        rest = &block[end..];
+    }
+    check_published(&keys)?;
+    Ok(keys)
+}
+
+/// What every set of keys learnt from elsewhere must be: not empty, each kid once, no key
+/// weaker than we would generate ourselves.
+pub(crate) fn check_published(keys: &[Key]) -> Result<(), String> {
+    if keys.is_empty() {
+        return Err("no RS256 public keys found".into());
+    }
+    let mut kids = std::collections::HashSet::new();
+    for key in keys {
+        if key.bits < 2048 {
+            return Err(format!(
+                "key `{}` has {} bits (at least 2048)",
+                key.kid, key.bits
+            ));
+        }
+        if !kids.insert(key.kid.as_str()) {
+            return Err(format!("key id `{}` appears twice", key.kid));
+        }
+    }
+    Ok(())
+}
+
 /// Removes a key from the directory. The signing key can only be retired once a newer one exists.
 pub fn retire(dir: &Path, kid: &str) -> Result<(), KeyError> {
     let set = load_dir(dir)?;
     let key = set
         .get(kid)
         .ok_or_else(|| KeyError::Other(format!("no key with kid `{kid}` in {}", dir.display())))?;
-    if Arc::ptr_eq(key, set.current()) {
+    if set
+        .current()
+        .is_some_and(|current| Arc::ptr_eq(key, current))
+    {
         return Err(KeyError::Other(format!(
             "`{kid}` is the signing key; run `authgate keys rotate` first"
         )));
     }
-    let public = key
-        .file
+    let Some(file) = &key.file else {
+        return Err(KeyError::Other(format!("`{kid}` has no private key file")));
+    };
+    let public = file
         .display()
         .to_string()
         .replace(PRIVATE_SUFFIX, PUBLIC_SUFFIX);
-    fs::remove_file(&key.file).map_err(io_err(&key.file))?;
+    fs::remove_file(file).map_err(io_err(file))?;
     let _ = fs::remove_file(public);
     Ok(())
 }
@@ -362,15 +474,19 @@ mod tests {
     fn generated_keys_are_private_and_rotate() {
         let dir = tempfile::tempdir().unwrap();
         let ring = KeyRing::open_or_init(dir.path(), 2048).unwrap();
-        let first = ring.snapshot().current().clone();
-        let mode = fs::metadata(&first.file).unwrap().permissions().mode() & 0o777;
+        let first = ring.snapshot().current().unwrap().clone();
+        let mode = fs::metadata(first.file.as_ref().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(first.bits, 2048);
 
         let second = generate(dir.path(), 2048).unwrap();
         assert!(ring.reload_if_changed().unwrap());
         let set = ring.snapshot();
-        assert_eq!(set.current().kid, second.kid);
+        assert_eq!(set.current().unwrap().kid, second.kid);
         assert!(set.get(&first.kid).is_some(), "old key stays published");
         assert!(!ring.reload_if_changed().unwrap());
 
@@ -387,10 +503,58 @@ mod tests {
     fn world_readable_private_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let key = generate(dir.path(), 2048).unwrap();
-        fs::set_permissions(&key.file, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(
+            key.file.as_ref().unwrap(),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         let err = KeyRing::open(dir.path()).unwrap_err();
         assert!(matches!(err, KeyError::Permissions { .. }), "{err}");
         assert!(err.to_string().contains("chmod 600"));
+    }
+
+    #[test]
+    fn published_keys_replace_only_when_they_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = generate(dir.path(), 2048).unwrap();
+        let b = generate(dir.path(), 2048).unwrap();
+        let ring = KeyRing::published_elsewhere();
+        assert!(ring.snapshot().current().is_none());
+        assert!(!ring.reload_if_changed().unwrap(), "no directory to read");
+
+        let pems = format!("{}{}", b.public_pem, a.public_pem);
+        assert!(ring.replace(parse_public_pems(&pems).unwrap()));
+        let first = ring.snapshot();
+        assert_eq!(first.current().unwrap().kid, b.kid, "file order is kept");
+        assert!(first.current().unwrap().encoding.is_none(), "cannot sign");
+        assert!(!ring.replace(parse_public_pems(&pems).unwrap()));
+        assert_eq!(ring.snapshot().generation(), first.generation());
+        assert!(ring.replace(parse_public_pems(&a.public_pem).unwrap()));
+        assert_eq!(ring.snapshot().all().len(), 1);
+    }
+
+    #[test]
+    fn bad_public_pem_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = generate(dir.path(), 2048).unwrap();
+        let weak = RsaPublicKey::from(&RsaPrivateKey::new(&mut rand::rngs::OsRng, 1024).unwrap())
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        let truncated = &a.public_pem[..a.public_pem.len() - 30];
+        for (text, expected) in [
+            ("", "no RS256 public keys"),
+            ("hello", "no RS256 public keys"),
+            (truncated, "no `-----END PUBLIC KEY-----`"),
+            (&format!("{0}{0}", a.public_pem), "appears twice"),
+            (&weak, "at least 2048"),
+            (
+                "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+                "not an RSA public key",
+            ),
+        ] {
+            let err = parse_public_pems(text).unwrap_err();
+            assert!(err.contains(expected), "{err:?} should say {expected:?}");
+        }
     }
 
     #[test]

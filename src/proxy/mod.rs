@@ -20,6 +20,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use crate::app::App;
 use crate::gate::{self, Credential, Identity, Outcome, Route};
 use crate::graphql::AuthgateSchema;
+use crate::jwt::Rejection;
 
 pub use respond::{ErrorBody, Reply};
 
@@ -78,7 +79,21 @@ impl Gateway {
                     .metrics
                     .jwt_verify_seconds
                     .observe(start.elapsed().as_secs_f64());
-                outcome
+                match (&outcome, &self.app.key_fetcher) {
+                    // A verifier may be behind the gateway's keys: load them (throttled) and
+                    // judge the token once more.
+                    (Outcome::Denied(denial), Some(fetcher))
+                        if denial.reason == Rejection::UnknownKid.reason()
+                            || denial.reason == Rejection::NoKeys.reason() =>
+                    {
+                        if fetcher.unknown_kid(&self.app.metrics).await {
+                            let again = gate::credential(&req.headers);
+                            return gate::authorize(route, again, &self.app.tokens, |_| None);
+                        }
+                        outcome
+                    }
+                    _ => outcome,
+                }
             }
             Ok(Credential::ApiKey(key)) if route.auth != crate::config::AuthMode::None => {
                 let owner = self.api_key_owner(key).await;
@@ -158,7 +173,12 @@ impl ProxyHttp for Gateway {
                 return Ok(true);
             }
         };
-        if let Some(endpoint) = self.own.find(&path) {
+        let own = self.own.find(&path).filter(|endpoint| {
+            // A verifier routes the gateway's paths only where a route names them.
+            *endpoint != own::Endpoint::GatewayOnly
+                || self.app.routes.find(&path).is_none_or(|r| r.prefix == "/")
+        });
+        if let Some(endpoint) = own {
             ctx.label = self.label_own.clone();
             let reply = self.own.serve(endpoint, &path, session).await?;
             respond::reply(session, &ctx.request_id, reply).await?;

@@ -25,6 +25,9 @@ pub enum Endpoint {
     PasswordReset,
     /// `/password/set?token=…`
     PasswordSet,
+    /// In verifier mode, a path of the gateway's (account API, pages, OIDC discovery): not
+    /// served here; routed only when a route other than `/` names it, else 404.
+    GatewayOnly,
 }
 
 pub struct Endpoints {
@@ -59,17 +62,20 @@ impl Endpoints {
     }
 
     pub fn find(&self, path: &str) -> Option<Endpoint> {
-        match path {
-            "/graphql" | "/graphql/" => Some(Endpoint::Graphql),
-            "/.well-known/jwks.json" => Some(Endpoint::Jwks),
-            "/.well-known/openid-configuration" => Some(Endpoint::OpenidConfiguration),
-            _ if self.app.accounts.is_none() => None,
-            "/password/reset" => Some(Endpoint::PasswordReset),
-            "/password/set" => Some(Endpoint::PasswordSet),
-            _ if path.starts_with("/activate/") => Some(Endpoint::Activate),
-            _ if path.starts_with("/verify-email/") => Some(Endpoint::VerifyEmail),
-            _ => None,
-        }
+        let endpoint = match path {
+            "/.well-known/jwks.json" => return Some(Endpoint::Jwks),
+            "/graphql" | "/graphql/" => Endpoint::Graphql,
+            "/.well-known/openid-configuration" => Endpoint::OpenidConfiguration,
+            "/password/reset" => Endpoint::PasswordReset,
+            "/password/set" => Endpoint::PasswordSet,
+            _ if path.starts_with("/activate/") => Endpoint::Activate,
+            _ if path.starts_with("/verify-email/") => Endpoint::VerifyEmail,
+            _ => return None,
+        };
+        Some(match self.app.accounts {
+            Some(_) => endpoint,
+            None => Endpoint::GatewayOnly,
+        })
     }
 
     pub async fn serve(
@@ -108,6 +114,13 @@ impl Endpoints {
                 return self.page(endpoint, path, session).await;
             }
             Endpoint::Jwks | Endpoint::OpenidConfiguration => method_not_allowed("GET, HEAD"),
+            Endpoint::GatewayOnly => Reply::json_error(
+                404,
+                &ErrorBody::new(
+                    "not_found",
+                    "the account API is served by the gateway, not by this verifier",
+                ),
+            ),
         })
     }
 

@@ -153,6 +153,13 @@ impl Builder {
         self
     }
 
+    /// A verifier that learns its keys from `jwks_url` and takes tokens of `issuer`.
+    pub fn verifier(self, jwks_url: &str, issuer: &str) -> Self {
+        self.env("AUTHGATE_MODE", "verifier")
+            .env("AUTHGATE_JWT__JWKS_URL", jwks_url)
+            .env("AUTHGATE_JWT__ISSUER", issuer)
+    }
+
     /// Send email through a real SMTP listener.
     pub fn smtp(self, sink: &smtp::SmtpSink) -> Self {
         self.env("AUTHGATE_EMAIL__TRANSPORT", "smtp")
@@ -162,6 +169,13 @@ impl Builder {
     }
 
     pub async fn start(self, upstream: Option<&Upstream>) -> Authgate {
+        let mut gate = self.start_unready(upstream);
+        gate.wait_ready().await;
+        gate
+    }
+
+    /// Starts the process and returns at once, ready or not.
+    pub fn start_unready(self, upstream: Option<&Upstream>) -> Authgate {
         let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
         let (port, admin_port) = (free_port(), free_port());
         let upstream_addr = upstream
@@ -201,15 +215,13 @@ keys_dir = "{keys}"
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut gate = Authgate {
+        Authgate {
             base: format!("http://127.0.0.1:{port}"),
             admin: format!("http://127.0.0.1:{admin_port}"),
             port,
             dir,
             child,
-        };
-        gate.wait_ready().await;
-        gate
+        }
     }
 }
 
@@ -222,7 +234,8 @@ impl Authgate {
         }
     }
 
-    async fn wait_ready(&mut self) {
+    /// Waits until `/readyz` answers 200 and the public listener accepts (30 s at most).
+    pub async fn wait_ready(&mut self) {
         let client = client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -247,6 +260,10 @@ impl Authgate {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("authgate.log")).unwrap_or_default()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("authgate.toml")
     }
 
     pub fn keys_dir(&self) -> PathBuf {
