@@ -2,10 +2,11 @@
 //! again.
 //!
 //! The keys come from the gateway's JWKS (`jwt.jwks_url`) or a PEM file
-//! (`jwt.public_key_file`) and go into the same [`KeyRing`] the gate reads. They are loaded
+//! (`jwt.public_key_file`) and go into the same [`KeyRing`] the gate reads. A JWKS is loaded
 //! again every `jwt.jwks_refresh`, on SIGHUP, and when a token names a `kid` we do not know;
 //! never twice within `jwt.jwks_min_interval`, so tokens with made-up kids cannot make a
-//! verifier hammer its gateway. A failed load keeps the last good keys in service.
+//! verifier hammer its gateway. A PEM file is read again whenever it changes. A failed load
+//! keeps the last good keys in service.
 
 mod http;
 
@@ -86,29 +87,35 @@ impl KeyFetcher {
         &self.source
     }
 
-    /// Called on every tick of the key watcher: loads when a load is due (no keys yet, or
-    /// `jwks_refresh` has passed, or the PEM file changed), or at once when `now` is set
-    /// (SIGHUP) — but never within `jwks_min_interval` of the previous attempt.
+    /// Called on every tick of the key watcher (and with `now` on SIGHUP). A JWKS is loaded
+    /// when no keys are in service yet or `jwks_refresh` has passed, never within
+    /// `jwks_min_interval` of the previous attempt; a PEM file whenever it changed.
     pub async fn tick(&self, metrics: &Metrics, now: bool) {
         let mut attempts = self.attempts.lock().await;
         let due = match &self.source {
             Source::PemFile(path) => now || file_stamp(path) != attempts.file_stamp,
             Source::Jwks { .. } => {
-                now || self.ring.snapshot().all().is_empty()
+                let stale = now
+                    || self.ring.snapshot().all().is_empty()
                     || attempts
                         .last_success
-                        .is_none_or(|t| t.elapsed() >= self.refresh)
+                        .is_none_or(|t| t.elapsed() >= self.refresh);
+                stale && self.may_attempt(&attempts)
             }
         };
-        if due && self.may_attempt(&attempts) {
+        if due {
             self.load(&mut attempts, metrics).await;
         }
     }
 
-    /// After a token named a `kid` we do not know: loads again unless a load was attempted
-    /// within `jwks_min_interval`. Returns true when the key set changed (by this load, or by
-    /// one that was running when we asked), so that the token is worth verifying again.
+    /// After a token named a `kid` we do not know: loads the JWKS again unless a load was
+    /// attempted within `jwks_min_interval`. Returns true when the key set changed (by this
+    /// load, or by one that was running when we asked), so that the token is worth verifying
+    /// again. A PEM file is not read for this: a change to it is seen within one tick.
     pub async fn unknown_kid(&self, metrics: &Metrics) -> bool {
+        if matches!(self.source, Source::PemFile(_)) {
+            return false;
+        }
         let before = self.ring.snapshot().generation();
         let mut attempts = match self.attempts.try_lock() {
             Ok(attempts) => attempts,
