@@ -54,14 +54,20 @@ async fn reset_password_in_a_real_browser() {
     browser.type_into("#new_password1", NEW_PASSWORD).await;
     browser.type_into("#new_password2", NEW_PASSWORD).await;
     browser.click("#submit").await;
-    assert_eq!(browser.text("h1").await, "Password changed");
+    assert_eq!(
+        browser.text_once("h1", "Password changed").await,
+        "Password changed"
+    );
     let png = browser.screenshot().await;
     assert!(png.starts_with(b"\x89PNG") && png.len() > 1024);
     std::fs::write(gate.dir.path().join("reset-done.png"), &png).unwrap();
 
     // The link is spent; the new password works, the old one does not.
     browser.goto(&link).await;
-    assert_eq!(browser.text("h1").await, "Invalid link");
+    assert_eq!(
+        browser.text_once("h1", "Invalid link").await,
+        "Invalid link"
+    );
     browser.quit().await;
     let new = gate
         .graphql_as(login, json!({"p": NEW_PASSWORD}), None)

@@ -575,3 +575,84 @@ fn forge_with_kid(token: &str, kid: &str) -> String {
     let header = URL_SAFE_NO_PAD.encode(header.to_string());
     format!("{header}.{claims}.{signature}")
 }
+
+/// Lays out `files` the way the kubelet mounts a Secret: the files in a timestamped directory,
+/// `..data` pointing at it, and one symlink per file through `..data`. A second call is an
+/// update: a new directory, `..data` swapped atomically, the old directory removed.
+fn mount_like_a_secret(dir: &std::path::Path, version: &str, files: &std::path::Path) {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let versioned = dir.join(format!("..{version}"));
+    std::fs::create_dir_all(&versioned).unwrap();
+    let previous = std::fs::read_link(dir.join("..data")).ok();
+    for entry in std::fs::read_dir(files).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        let copy = versioned.join(&name);
+        std::fs::copy(entry.path(), &copy).unwrap();
+        // What `defaultMode: 0440` with an fsGroup gives.
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o440)).unwrap();
+        let link = dir.join(&name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            symlink(std::path::Path::new("..data").join(&name), &link).unwrap();
+        }
+    }
+    let tmp = dir.join("..data_tmp");
+    symlink(format!("..{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    if let Some(previous) = previous {
+        std::fs::remove_dir_all(dir.join(previous)).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn keys_from_a_kubernetes_secret_rotate_through_to_verifiers() {
+    let upstream = Upstream::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let (staging, secret) = (work.path().join("staging"), work.path().join("secret"));
+    std::fs::create_dir_all(&secret).unwrap();
+    let authgate = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    let staging_arg = staging.to_str().unwrap();
+    authgate(&["keys", "generate", "--dir", staging_arg]);
+    mount_like_a_secret(&secret, "v1", &staging);
+
+    let gate = Authgate::builder()
+        .routes("[[routes]]\nprefix = \"/\"\nupstream = \"{upstream}\"\n")
+        .env("AUTHGATE_JWT__KEYS_DIR", secret.to_str().unwrap())
+        .start(Some(&upstream))
+        .await;
+    let v = verifier(&gate, None).start(Some(&upstream)).await;
+    let (old_token, _) = register(&gate, "old@example.com").await;
+    assert_eq!(get(&v, "/x", Some(&old_token)).await.status(), 200);
+
+    // The operator's rotation: a new key beside the current one, the Secret updated.
+    authgate(&["keys", "generate", "--dir", staging_arg]);
+    mount_like_a_secret(&secret, "v2", &staging);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    let new_token = loop {
+        n += 1;
+        let (token, _) = register(&gate, &format!("new{n}@example.com")).await;
+        if kid_of(&token) != kid_of(&old_token) {
+            break token;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never saw the updated Secret"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (vr, new) = (&v, &new_token);
+    eventually(
+        Duration::from_secs(5),
+        "the verifier takes the new kid",
+        move || async move { get(vr, "/x", Some(new)).await.status() == 200 },
+    )
+    .await;
+    assert_eq!(get(&v, "/x", Some(&old_token)).await.status(), 200);
+}

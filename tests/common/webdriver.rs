@@ -105,6 +105,17 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .await
+            .unwrap_or_else(|error| panic!("WebDriver {path}: {error}"))
+    }
+
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut req = self.http.request(method, url);
         if let Some(body) = body {
@@ -112,9 +123,9 @@ impl Browser {
         }
         let reply: Value = req.send().await.unwrap().json().await.unwrap();
         if reply["value"]["error"].is_string() {
-            panic!("WebDriver {path}: {}", reply["value"]);
+            return Err(reply["value"].clone());
         }
-        reply["value"].clone()
+        Ok(reply["value"].clone())
     }
 
     pub async fn goto(&self, url: &str) {
@@ -171,6 +182,26 @@ impl Browser {
             .call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
             .await;
         value.as_str().unwrap_or_default().to_string()
+    }
+
+    /// The text of `css` once it reads `expected` (a click's navigation may still be under
+    /// way: the old page's element, or a stale one, is looked at again), or as it is after
+    /// 10 s.
+    pub async fn text_once(&self, css: &str, expected: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let id = self.find(css).await;
+            let path = format!("/element/{id}/text");
+            let text = match self.try_call(reqwest::Method::GET, &path, None).await {
+                Ok(value) => value.as_str().unwrap_or_default().to_string(),
+                Err(error) if error["error"] == "stale element reference" => String::new(),
+                Err(error) => panic!("WebDriver {path}: {error}"),
+            };
+            if text == expected || Instant::now() > deadline {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// A PNG of the current page.
