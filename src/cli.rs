@@ -164,7 +164,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             print!("{}", config.to_redacted_toml());
         }
         Command::Health { config } => {
-            let config = Config::from_process(config.as_deref())?;
+            // Every failure is 1 here, a bad configuration too: container health checks
+            // reserve 2.
+            let config = Config::from_process(config.as_deref())
+                .map_err(|e| CliError::Failed(e.to_string()))?;
             let ready = crate::admin::client::readiness(&config).map_err(CliError::Failed)?;
             println!("{ready}");
         }

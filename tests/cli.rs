@@ -180,3 +180,25 @@ fn a_taken_port_is_a_one_line_error() {
         "{err}"
     );
 }
+
+#[test]
+fn health_is_1_when_nothing_answers_or_the_config_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = format!("127.0.0.1:{port}");
+    let out = authgate(
+        &["health"],
+        &[("AUTHGATE_SERVER__ADMIN_LISTEN", admin.as_str())],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&admin), "{}", stderr(&out));
+    // Docker reads 2 as reserved: a bad configuration is unhealthy, 1, with its reason.
+    let out = authgate(&["health"], &[("AUTHGATE_JWT__LEEWAY", "soon")], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("AUTHGATE_JWT__LEEWAY"));
+}
