@@ -80,6 +80,39 @@ fn kid_of(token: &str) -> String {
     jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
 }
 
+/// After a rotation at `gate`: a new account's token once the gateway signs with another key
+/// than `old_token`'s (it polls its key directory every 2 s); verifier `v`, which has never
+/// seen that kid, must load the JWKS again and take it, and still take `old_token`.
+async fn rotation_reaches(gate: &Authgate, v: &Authgate, old_token: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    let new_token = loop {
+        n += 1;
+        let (token, _) = register(gate, &format!("new{n}@example.com")).await;
+        if kid_of(&token) != kid_of(old_token) {
+            break token;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway still signs with the old key"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let new = &new_token;
+    eventually(
+        Duration::from_secs(5),
+        "the verifier takes the new kid",
+        move || async move { get(v, "/x", Some(new)).await.status() == 200 },
+    )
+    .await;
+    assert_eq!(
+        get(v, "/x", Some(old_token)).await.status(),
+        200,
+        "the old key stays published"
+    );
+    new_token
+}
+
 /// Waits until `check` holds (polling), or panics with `what` after `within`.
 async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where
@@ -206,36 +239,8 @@ async fn rotated_keys_reach_running_verifiers() {
         .unwrap()
         .to_string();
 
-    // The gateway signs with the new key once it has picked it up (it polls every 2 s).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut n = 0;
-    let new_token = loop {
-        n += 1;
-        let (token, _) = register(&gate, &format!("new{n}@example.com")).await;
-        if kid_of(&token) != kid_of(&old_token) {
-            break token;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the gateway still signs with the old key"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let new_token = rotation_reaches(&gate, &v, &old_token).await;
     assert_eq!(kid_of(&new_token), new_kid);
-
-    // The verifier has never seen that kid: it loads the JWKS again and lets the token in.
-    let (vr, new) = (&v, &new_token);
-    eventually(
-        Duration::from_secs(5),
-        "the verifier takes the new kid",
-        move || async move { get(vr, "/x", Some(new)).await.status() == 200 },
-    )
-    .await;
-    assert_eq!(
-        get(&v, "/x", Some(&old_token)).await.status(),
-        200,
-        "the old key stays published"
-    );
     let text = v.metrics().await;
     assert!(
         metric(&text, "authgate_key_loads_total", "result=\"changed\"") >= 2.0,
@@ -633,26 +638,5 @@ async fn keys_from_a_kubernetes_secret_rotate_through_to_verifiers() {
     // The operator's rotation: a new key beside the current one, the Secret updated.
     authgate(&["keys", "generate", "--dir", staging_arg]);
     mount_like_a_secret(&secret, "v2", &staging);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut n = 0;
-    let new_token = loop {
-        n += 1;
-        let (token, _) = register(&gate, &format!("new{n}@example.com")).await;
-        if kid_of(&token) != kid_of(&old_token) {
-            break token;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the gateway never saw the updated Secret"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let (vr, new) = (&v, &new_token);
-    eventually(
-        Duration::from_secs(5),
-        "the verifier takes the new kid",
-        move || async move { get(vr, "/x", Some(new)).await.status() == 200 },
-    )
-    .await;
-    assert_eq!(get(&v, "/x", Some(&old_token)).await.status(), 200);
+    rotation_reaches(&gate, &v, &old_token).await;
 }
