@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side load test on one machine, in one run:
-#   upstream alone | nginx proxy_pass (no auth, the floor) | authgate | Envoy jwt_authn
+#   upstream alone | nginx proxy_pass (no auth, the floor) | authgate (gateway, and a verifier
+#   fed by its JWKS) | Envoy jwt_authn
 # with one repeated token and with many distinct tokens (so no cache hides the RSA cost),
 # then a login storm (tokenAuth under load, and proxied p99 with and without it), idle RSS and
-# time to ready. Prints a Markdown table and appends it to bench/RESULTS.md.
+# time to ready of both modes. Prints a Markdown table and appends it to bench/RESULTS.md.
 #
 # Proxies and the upstream run pinned to PROXY_CORE, wrk to LOAD_CORE. Everything listens on
 # 127.0.0.1 and is stopped on exit. Knobs (env): DURATION=8s ROUNDS=3 CONNS=32 TOKENS=20000
@@ -74,6 +75,7 @@ wait_http() { # url [max tries of 10 ms] [curl flags]: until it answers (2xx wit
 }
 
 UP=$(free_port); NGX=$(free_port); AG=$(free_port); AG_ADMIN=$(free_port); ENV=$(free_port)
+VF=$(free_port); VF_ADMIN=$(free_port)
 mkdir -p "$work/tmp"
 
 nginx_conf() { # name body
@@ -143,6 +145,34 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" 
 [ "$code" = 200 ] || { say "authgate refused a valid token ($code)"; exit 1; }
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AG/x")
 [ "$code" = 401 ] || { say "authgate let a request without token through ($code)"; exit 1; }
+
+# A verifier (the sidecar role): proxy only, keys from the gateway's JWKS. Timed to ready,
+# which includes its first JWKS fetch.
+cat > "$work/verifier.toml" <<EOF
+mode = "verifier"
+
+[server]
+listen = "127.0.0.1:$VF"
+admin_listen = "127.0.0.1:$VF_ADMIN"
+threads = 1
+
+[jwt]
+issuer = "$ISS"
+jwks_url = "http://127.0.0.1:$AG/.well-known/jwks.json"
+
+[[routes]]
+prefix = "/"
+upstream = "127.0.0.1:$UP"
+auth = "required"
+EOF
+start_ns=$(date +%s%N)
+RUST_LOG=warn taskset -c "$PROXY_CORE" "$AUTHGATE_BIN" serve --config "$work/verifier.toml" 2>"$work/verifier.log" & pids+=($!); VF_PID=$!
+wait_http "http://127.0.0.1:$VF_ADMIN/readyz" 3000
+vf_ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+sleep 0.5
+vf_rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$VF_PID/status")
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$VF/x")
+[ "$code" = 200 ] || { say "the verifier refused a valid token ($code)"; exit 1; }
 
 if [ -n "$ENVOY" ]; then
   JWKS=$(curl -fs "http://127.0.0.1:$AG/.well-known/jwks.json")
@@ -228,6 +258,8 @@ for round in $(seq "$ROUNDS"); do
   run "nginx proxy_pass (no auth)" "$NGX_PID" "http://127.0.0.1:$NGX/x"
   run "authgate, repeated token" "$AG_PID" "http://127.0.0.1:$AG/x" -H "Authorization: Bearer $TOKEN"
   run "authgate, distinct tokens" "$AG_PID" "http://127.0.0.1:$AG/x" -s "$work/distinct.lua" -- "$work/many.txt"
+  run "authgate verifier, repeated token" "$VF_PID" "http://127.0.0.1:$VF/x" -H "Authorization: Bearer $TOKEN"
+  run "authgate verifier, distinct tokens" "$VF_PID" "http://127.0.0.1:$VF/x" -s "$work/distinct.lua" -- "$work/many.txt"
   if [ -n "$ENVOY" ]; then
     run "Envoy jwt_authn, repeated token" "$ENV_PID" "http://127.0.0.1:$ENV/x" -H "Authorization: Bearer $TOKEN"
     run "Envoy jwt_authn, distinct tokens" "$ENV_PID" "http://127.0.0.1:$ENV/x" -s "$work/distinct.lua" -- "$work/many.txt"
@@ -263,9 +295,10 @@ if [ -n "$ENVOY" ]; then
   versions="$versions; envoy $("$ENVOY" --version 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -1)"
 fi
 
-report=$(python3 - "$results" "$(getconf CLK_TCK)" "$ready_ms" "$idle_rss_kib" "$login_line" <<'EOF'
+report=$(python3 - "$results" "$(getconf CLK_TCK)" "$ready_ms" "$idle_rss_kib" "$login_line" "$vf_ready_ms" "$vf_rss_kib" <<'EOF'
 import re, statistics, sys
 path, clk, ready_ms, rss_kib, login = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+vf_ready_ms, vf_rss_kib = int(sys.argv[6]), int(sys.argv[7])
 
 def ms(text):
     value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
@@ -300,6 +333,7 @@ ag = med.get("authgate, repeated token")
 if ag and up:
     print(f"\np99 added over the upstream alone (authgate, repeated token): {ag[2] - up[2]:.2f} ms")
 print(f"authgate idle RSS: {rss_kib / 1024:.1f} MiB; start to ready (existing key): {ready_ms} ms")
+print(f"authgate verifier idle RSS: {vf_rss_kib / 1024:.1f} MiB; start to ready (first JWKS fetch included): {vf_ready_ms} ms")
 if login:
     login_out, quiet, storm = login.split("\t")
     l_rps, l50, l99, _ = parse(login_out)
