@@ -66,15 +66,8 @@ impl App {
                 (Some(Arc::new(accounts)), Some(admin_token), None)
             }
             Mode::Verifier => {
-                if !config.jwt.public_key_file.is_empty() {
-                    // A local file that cannot be read is a configuration error, found now.
-                    let path = std::path::Path::new(&config.jwt.public_key_file);
-                    keys.replace(crate::verifier::read_pem_file(path).map_err(|e| {
-                        StartError::Config(format!("config key `jwt.public_key_file`: {e}"))
-                    })?);
-                }
-                let fetcher = KeyFetcher::from_config(&config, keys.clone())
-                    .map_err(|e| StartError::Config(format!("config key `jwt.jwks_url`: {e}")))?;
+                let fetcher =
+                    KeyFetcher::from_config(&config, keys.clone()).map_err(StartError::Config)?;
                 (None, None, Some(Arc::new(fetcher)))
             }
         };

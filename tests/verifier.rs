@@ -76,6 +76,15 @@ fn metric(text: &str, name: &str, labels: &str) -> f64 {
         .sum()
 }
 
+/// How many key loads the verifier `v` counts as failed.
+async fn failed_loads(v: &Authgate) -> f64 {
+    metric(
+        &v.metrics().await,
+        "authgate_key_loads_total",
+        "result=\"failed\"",
+    )
+}
+
 fn kid_of(token: &str) -> String {
     jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
 }
@@ -266,13 +275,7 @@ async fn verifiers_keep_the_cached_keys_while_the_gateway_is_down() {
     eventually(
         Duration::from_secs(10),
         "failed refreshes are counted",
-        move || async move {
-            metric(
-                &vr.metrics().await,
-                "authgate_key_loads_total",
-                "result=\"failed\"",
-            ) >= 2.0
-        },
+        move || async move { failed_loads(vr).await >= 2.0 },
     )
     .await;
     assert!(wait.elapsed() >= Duration::from_secs(1));
@@ -469,11 +472,7 @@ async fn not_ready_until_keys_load_and_bad_documents_change_nothing() {
         (b"", true),
     ];
     for (body, hang) in bad {
-        let failed = metric(
-            &v.metrics().await,
-            "authgate_key_loads_total",
-            "result=\"failed\"",
-        );
+        let failed = failed_loads(&v).await;
         *script.lock().unwrap() = Script {
             status: 200,
             body: body.to_vec(),
@@ -483,13 +482,7 @@ async fn not_ready_until_keys_load_and_bad_documents_change_nothing() {
         eventually(
             Duration::from_secs(15),
             "a failed load",
-            move || async move {
-                metric(
-                    &vr.metrics().await,
-                    "authgate_key_loads_total",
-                    "result=\"failed\"",
-                ) > failed
-            },
+            move || async move { failed_loads(vr).await > failed },
         )
         .await;
         let start = Instant::now();

@@ -64,27 +64,32 @@ pub struct KeyFetcher {
 }
 
 impl KeyFetcher {
-    /// The fetcher of a verifier's configuration (validated: exactly one source is set).
+    /// The fetcher of a verifier's configuration (validated: exactly one source is set). A
+    /// PEM file is read now: one that cannot be used is a configuration error, found at start.
+    /// Errors name their config key.
     pub fn from_config(config: &Config, ring: Arc<KeyRing>) -> Result<KeyFetcher, String> {
+        let mut attempts = Attempts::default();
         let source = if config.jwt.public_key_file.is_empty() {
             Source::Jwks {
-                url: JwksUrl::parse(&config.jwt.jwks_url)?,
+                url: JwksUrl::parse(&config.jwt.jwks_url)
+                    .map_err(|e| format!("config key `jwt.jwks_url`: {e}"))?,
                 connector: Box::new(Connector::new(None)),
             }
         } else {
-            Source::PemFile(PathBuf::from(&config.jwt.public_key_file))
+            let path = PathBuf::from(&config.jwt.public_key_file);
+            attempts.file_stamp = file_stamp(&path);
+            let keys = read_pem_file(&path)
+                .map_err(|e| format!("config key `jwt.public_key_file`: {e}"))?;
+            ring.replace(keys);
+            Source::PemFile(path)
         };
         Ok(KeyFetcher {
             source,
             ring,
             refresh: config.jwt.jwks_refresh.as_std(),
             min_interval: config.jwt.jwks_min_interval.as_std(),
-            attempts: Mutex::new(Attempts::default()),
+            attempts: Mutex::new(attempts),
         })
-    }
-
-    pub fn source(&self) -> &Source {
-        &self.source
     }
 
     /// Called on every tick of the key watcher (and with `now` on SIGHUP). A JWKS is loaded
@@ -173,8 +178,8 @@ impl KeyFetcher {
     }
 }
 
-/// Reads a PEM file of public keys (also used at start, where a bad file stops the server).
-pub fn read_pem_file(path: &std::path::Path) -> Result<Vec<keys::Key>, String> {
+/// Reads a PEM file of public keys.
+fn read_pem_file(path: &std::path::Path) -> Result<Vec<keys::Key>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     keys::parse_public_pems(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
