@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::accounts::storage::{RateLimiter, RefreshStore};
 use crate::accounts::{self, Accounts, Argon2Settings, EmailTokens, Hasher, PasswordPolicy};
 use crate::config::{Config, Mode};
 use crate::email::Mailer;
@@ -10,9 +11,9 @@ use crate::gate::RouteTable;
 use crate::jwt::TokenService;
 use crate::keys::{KeyError, KeyRing};
 use crate::metrics::Metrics;
-use crate::ratelimit::{MemoryLimiter, RateLimiter, RedisLimiter};
-use crate::sessions::{RedisConnector, RedisSessions, RefreshStore, SledSessions};
-use crate::store::SledStore;
+use crate::store::memory::MemoryLimiter;
+use crate::store::redis::{RedisConnector, RedisLimiter, RedisSessions};
+use crate::store::sled::{SledSessions, SledStore};
 use crate::verifier::KeyFetcher;
 
 pub struct App {

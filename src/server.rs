@@ -14,7 +14,7 @@ use crate::admin::Admin;
 use crate::app::{App, StartError};
 use crate::config::Config;
 use crate::graphql;
-use crate::proxy::Gateway;
+use crate::proxy::Proxy;
 
 /// How often the key directory is checked for rotated keys.
 const KEY_POLL: Duration = Duration::from_secs(2);
@@ -47,7 +47,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let schema = graphql::build_schema(app.clone(), &config.graphql);
     let mut public = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(app.clone(), schema),
+        Proxy::new(app.clone(), schema),
         "authgate public listener",
     );
     public.add_tcp(&config.server.listen.to_string());

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::store::StoreError;
+use super::storage::StoreError;
 
 pub const NON_FIELD: &str = "nonFieldErrors";
 

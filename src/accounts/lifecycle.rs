@@ -6,10 +6,11 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::model::{fold, ApiKey, User};
+use super::storage::StoreError;
 use super::{token_failure, valid_email, Accounts, Failure, Purpose};
 use crate::email::EmailKind;
 use crate::jwt::{unix_now, Subject};
-use crate::store::{fold, ApiKey, StoreError, User};
 
 /// How `deleteAccount` deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -377,14 +378,14 @@ impl Accounts {
                 "Give the key a name of 1 to 100 characters.",
             ));
         }
-        let (secret, _) = crate::sessions::new_token();
+        let (secret, _) = super::secret::new_secret();
         let key = format!("{API_KEY_PREFIX}{secret}");
         let record = ApiKey {
             id: uuid::Uuid::new_v4().simple().to_string(),
             user_id: user.id,
             name: name.to_string(),
             prefix: key[..API_KEY_PREFIX.len() + 6].to_string(),
-            hash: crate::sessions::hash(&key),
+            hash: super::secret::hash(&key),
             created_at: unix_now(),
             last_used_at: None,
         };
@@ -415,7 +416,7 @@ impl Accounts {
         if !key.starts_with(API_KEY_PREFIX) || key.len() > 128 {
             return Ok(None);
         }
-        let hash = crate::sessions::hash(key);
+        let hash = super::secret::hash(key);
         let now = unix_now();
         let mut entry = match self.key_cache.get(&hash, now) {
             Some(entry) => entry,

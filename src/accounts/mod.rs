@@ -5,8 +5,11 @@
 pub mod email_token;
 pub mod errors;
 pub mod lifecycle;
+pub mod model;
 pub mod password;
 pub mod policy;
+pub mod secret;
+pub mod storage;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,9 +18,11 @@ use std::time::Duration;
 use crate::config::{Rate, RateLimitSection};
 use crate::email::{EmailKind, Mailer};
 use crate::jwt::{unix_now, Claims, Subject, TokenService};
-use crate::ratelimit::{RateLimiter, Verdict};
-use crate::sessions::{self, Consumed, RefreshRecord, RefreshStore};
-use crate::store::{ApiKeyStore, User, UserStore};
+use model::fold;
+pub use model::{ApiKey, User};
+use storage::{
+    ApiKeyStore, Consumed, RateLimiter, RefreshRecord, RefreshStore, UserStore, Verdict,
+};
 
 pub use email_token::{EmailTokens, Purpose, TokenError};
 pub use errors::{Failure, FieldError};
@@ -213,7 +218,7 @@ impl Accounts {
             keys.push(format!("{bucket}:ip:{ip}"));
         }
         if let Some(subject) = subject.filter(|s| !s.is_empty()) {
-            keys.push(format!("{bucket}:id:{}", crate::store::fold(subject)));
+            keys.push(format!("{bucket}:id:{}", fold(subject)));
         }
         let mut wait = 0;
         for key in keys {
@@ -247,9 +252,11 @@ impl Accounts {
         }
         self.limit("email", self.settings.rates.email, ip, Some(email))
             .await?;
-        Ok(self.store.find_by_email(email).await?.filter(|user| {
-            user.is_active && crate::store::fold(&user.email) == crate::store::fold(email)
-        }))
+        Ok(self
+            .store
+            .find_by_email(email)
+            .await?
+            .filter(|user| user.is_active && fold(&user.email) == fold(email)))
     }
 
     /// Checks and stores a new password (policy errors on `newPassword2`); a new security
@@ -300,11 +307,11 @@ impl Accounts {
     /// A new access token and refresh token; the refresh token joins `family` or starts one.
     async fn pair(&self, user: &User, family: Option<String>) -> Result<TokenPair, Failure> {
         let (token, claims) = self.issue(user)?;
-        let (refresh_token, hash) = sessions::new_token();
+        let (refresh_token, hash) = secret::new_secret();
         let refresh_expires_at = unix_now() + self.settings.refresh_ttl.as_secs() as i64;
         let record = RefreshRecord {
             user_id: user.id.clone(),
-            family: family.unwrap_or_else(sessions::new_family),
+            family: family.unwrap_or_else(secret::new_family),
             expires_at: refresh_expires_at,
         };
         self.sessions.insert(&hash, &record).await.map_err(|e| {
@@ -319,7 +326,7 @@ impl Accounts {
         })
     }
 
-    fn session_failure(e: sessions::SessionError) -> Failure {
+    fn session_failure(e: storage::SessionError) -> Failure {
         tracing::error!(error = %e, "session store failed");
         Failure::unavailable()
     }
@@ -332,7 +339,7 @@ impl Accounts {
         };
         let consumed = self
             .sessions
-            .consume(&sessions::hash(token), unix_now())
+            .consume(&secret::hash(token), unix_now())
             .await
             .map_err(Self::session_failure)?;
         let record = match consumed {
@@ -363,7 +370,7 @@ impl Accounts {
         };
         match self
             .sessions
-            .revoke(&sessions::hash(token))
+            .revoke(&secret::hash(token))
             .await
             .map_err(Self::session_failure)?
         {
@@ -577,9 +584,7 @@ impl Accounts {
             .verify(token, Purpose::Activation)
             .map_err(token_failure)?;
         let mut user = match self.store.get(&claims.user_id).await? {
-            Some(user) if crate::store::fold(&user.email) == crate::store::fold(&claims.email) => {
-                user
-            }
+            Some(user) if fold(&user.email) == fold(&claims.email) => user,
             _ => return Err(token_failure(TokenError::Invalid)),
         };
         if user.verified {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::CreateUser;
 use crate::accounts::Failure;
 use crate::config::Config;
-use crate::store::{sled_store::OpenError, SledStore};
+use crate::store::sled::{OpenError, SledStore};
 
 /// Creates an account; returns its id and email, or a one-line reason.
 pub fn create_user(config: &Config, request: CreateUser) -> Result<(String, String), String> {

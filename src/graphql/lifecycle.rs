@@ -6,8 +6,8 @@ use async_graphql::{Context, Object, Result, SimpleObject, ID};
 
 use super::accounts::{accounts, caller, client_ip, query_error, set_refresh_cookie};
 use super::types::{DateTime, ExpectedErrors, UserNode};
+use crate::accounts::ApiKey;
 use crate::accounts::{Failure, Purpose, UserFilter};
-use crate::store::ApiKey;
 
 macro_rules! simple_payload {
     ($($name:ident),* $(,)?) => {$(

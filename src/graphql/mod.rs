@@ -16,6 +16,7 @@ use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::app::App;
 use crate::config::GraphqlSection;
+use crate::reply::Reply;
 
 pub type AuthgateSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -49,14 +50,6 @@ pub fn build_schema(app: Arc<App>, limits: &GraphqlSection) -> AuthgateSchema {
     builder.finish()
 }
 
-/// A GraphQL answer ready for HTTP.
-pub struct Reply {
-    pub status: u16,
-    pub body: Vec<u8>,
-    /// Headers the resolvers set (`Set-Cookie`).
-    pub headers: Vec<(http::HeaderName, String)>,
-}
-
 /// Runs one GraphQL-over-HTTP POST body (`{query, variables, operationName}`).
 pub async fn execute(schema: &AuthgateSchema, body: &[u8], caller: Caller) -> Reply {
     let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
@@ -73,24 +66,19 @@ pub async fn execute(schema: &AuthgateSchema, body: &[u8], caller: Caller) -> Re
             } else {
                 format!("request body is not a GraphQL JSON request: {e}")
             };
-            return Reply {
-                status: 400,
-                body: error_body(&message),
-                headers: Vec::new(),
-            };
+            return Reply::new(400, "application/json", error_body(&message));
         }
     };
     let response = schema.execute(request.data(caller)).await;
-    let headers = response
-        .http_headers
-        .iter()
-        .filter_map(|(name, value)| Some((name.clone(), value.to_str().ok()?.to_string())))
-        .collect();
-    Reply {
-        status: 200,
-        body: serde_json::to_vec(&response).unwrap_or_else(|_| error_body("internal error")),
-        headers,
-    }
+    let body = serde_json::to_vec(&response).unwrap_or_else(|_| error_body("internal error"));
+    let mut reply = Reply::new(200, "application/json", body);
+    reply.headers.extend(
+        response
+            .http_headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), value.to_str().ok()?.to_string()))),
+    );
+    reply
 }
 
 /// A GraphQL-shaped error document: `{"errors": [{"message": ...}]}`.

@@ -3,7 +3,7 @@
 use async_graphql::{InputValueError, InputValueResult, Object, Scalar, ScalarType, Value, ID};
 
 use crate::accounts::Failure;
-use crate::store::User;
+use crate::accounts::User;
 
 /// `{"<field>": [{"message": "...", "code": "..."}]}`; `nonFieldErrors` for the rest.
 pub struct ExpectedErrors(pub Failure);

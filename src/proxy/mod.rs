@@ -22,7 +22,7 @@ use crate::gate::{self, Credential, Identity, Outcome, Route};
 use crate::graphql::AuthgateSchema;
 use crate::jwt::Rejection;
 
-pub use respond::{ErrorBody, Reply};
+use crate::reply::ErrorBody;
 
 /// Per-request state.
 pub struct Ctx {
@@ -36,7 +36,9 @@ pub struct Ctx {
     upstream_start: Option<Instant>,
 }
 
-pub struct Gateway {
+/// The public listener, in both modes: authgate's own endpoints, then the gate, then the
+/// upstream.
+pub struct Proxy {
     app: Arc<App>,
     own: own::Endpoints,
     label_own: Arc<str>,
@@ -44,15 +46,15 @@ pub struct Gateway {
     route_labels: Vec<(Arc<Route>, Arc<str>)>,
 }
 
-impl Gateway {
-    pub fn new(app: Arc<App>, schema: AuthgateSchema) -> Gateway {
+impl Proxy {
+    pub fn new(app: Arc<App>, schema: AuthgateSchema) -> Proxy {
         let route_labels = app
             .routes
             .all()
             .iter()
             .map(|r| (r.clone(), Arc::from(r.prefix.as_str())))
             .collect();
-        Gateway {
+        Proxy {
             own: own::Endpoints::new(&app, schema),
             app,
             label_own: Arc::from("authgate"),
@@ -147,7 +149,7 @@ fn strip_identity_headers(req: &mut RequestHeader) {
 }
 
 #[async_trait]
-impl ProxyHttp for Gateway {
+impl ProxyHttp for Proxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {

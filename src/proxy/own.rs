@@ -8,9 +8,9 @@ use pingora::proxy::Session;
 use pingora::Result;
 
 use super::pages;
-use super::respond::{ErrorBody, Reply};
 use crate::app::App;
 use crate::graphql::{self, AuthgateSchema};
+use crate::reply::{ErrorBody, Reply};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -182,10 +182,7 @@ impl Endpoints {
             client_ip: super::forward::client_ip(&self.app.config.server, session),
             refresh_cookie: cookie(req, graphql::REFRESH_COOKIE),
         };
-        let reply = graphql::execute(&self.schema, &body, caller).await;
-        let mut out = Reply::new(reply.status, "application/json", reply.body);
-        out.headers.extend(reply.headers);
-        Ok(out)
+        Ok(graphql::execute(&self.schema, &body, caller).await)
     }
 }
 

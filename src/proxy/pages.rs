@@ -4,7 +4,7 @@
 use crate::accounts::{Accounts, Failure, Purpose};
 use crate::pages;
 
-use super::respond::Reply;
+use crate::reply::Reply;
 
 fn page(status: u16, html: String) -> Reply {
     Reply::new(status, "text/html; charset=utf-8", html)

@@ -6,59 +6,11 @@
 //! the user's families. The scripts touch keys they derive, so they need one Redis (not
 //! Redis Cluster).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
-use tokio::sync::OnceCell;
 
-use super::{Consumed, RefreshRecord, RefreshStore, SessionError};
-
-const PREFIX: &str = "authgate:";
-
-/// A lazily made, self-healing connection to Redis, shared by sessions and rate limits.
-/// Commands fail fast (about a second) while Redis is down, and work again once it is back.
-pub struct RedisConnector {
-    client: redis::Client,
-    manager: OnceCell<ConnectionManager>,
-}
-
-impl RedisConnector {
-    pub fn new(url: &str) -> Result<RedisConnector, String> {
-        Ok(RedisConnector {
-            client: redis::Client::open(url).map_err(|e| e.to_string())?,
-            manager: OnceCell::new(),
-        })
-    }
-
-    pub async fn connection(&self) -> Result<ConnectionManager, SessionError> {
-        self.manager
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_millis(1000)))
-                    .set_response_timeout(Some(Duration::from_millis(1000)))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            })
-            .await
-            .cloned()
-            .map_err(redis_err)
-    }
-
-    pub async fn ping(&self) -> bool {
-        let Ok(mut conn) = self.connection().await else {
-            return false;
-        };
-        let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
-        pong.is_ok()
-    }
-}
-
-pub fn redis_err(e: redis::RedisError) -> SessionError {
-    SessionError(e.to_string())
-}
+use super::{redis_err, RedisConnector, PREFIX};
+use crate::accounts::storage::{Consumed, RefreshRecord, RefreshStore, SessionError};
 
 pub struct RedisSessions {
     redis: std::sync::Arc<RedisConnector>,

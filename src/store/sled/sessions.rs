@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
-use super::{Consumed, RefreshRecord, RefreshStore, SessionError};
+use crate::accounts::storage::{Consumed, RefreshRecord, RefreshStore, SessionError};
 
 pub struct SledSessions {
     db: sled::Db,

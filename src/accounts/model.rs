@@ -1,0 +1,60 @@
+//! What the account logic keeps: users and API keys, as records of plain values.
+
+use serde::{Deserialize, Serialize};
+
+/// One account, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: String,
+    /// argon2id PHC string; `None` for accounts created without a password.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub verified: bool,
+    pub archived: bool,
+    #[serde(default)]
+    pub secondary_email: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Unix seconds.
+    pub date_joined: i64,
+    #[serde(default)]
+    pub last_login: Option<i64>,
+    /// Changes whenever the password changes; email tokens bound to it die with it.
+    pub security_stamp: String,
+}
+
+impl User {
+    pub fn full_name(&self) -> String {
+        format!("{} {}", self.first_name, self.last_name)
+            .trim()
+            .to_string()
+    }
+}
+
+/// A machine credential: the key itself is shown once and stored only as its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    /// The first characters of the key, to recognise it in a list.
+    pub prefix: String,
+    pub hash: String,
+    pub created_at: i64,
+    #[serde(default)]
+    pub last_used_at: Option<i64>,
+}
+
+/// The normalized form unique indexes use.
+pub fn fold(text: &str) -> String {
+    text.trim().to_lowercase()
+}

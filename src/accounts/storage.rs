@@ -1,0 +1,120 @@
+//! What the account logic needs from storage, as small traits. `crate::store` implements each
+//! of them once per backend; nothing here knows which backend runs.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::model::{ApiKey, User};
+use crate::config::Rate;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique field (`email`, `username`, `secondary_email`) is taken.
+    #[error("{0} is already taken")]
+    Unique(&'static str),
+    #[error("no such user")]
+    NotFound,
+    #[error("user store: {0}")]
+    Backend(String),
+}
+
+/// Users, with case-insensitively unique emails (primary and secondary) and usernames.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Adds a new user; fails with `Unique` when its email or username is taken.
+    async fn create(&self, user: &User) -> Result<(), StoreError>;
+    async fn get(&self, id: &str) -> Result<Option<User>, StoreError>;
+    /// By primary or secondary email, case-insensitively.
+    async fn find_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+    async fn find_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
+    /// Replaces a user, keeping the unique indexes consistent.
+    async fn update(&self, user: &User) -> Result<(), StoreError>;
+    /// Removes a user and frees its email and username.
+    async fn delete(&self, id: &str) -> Result<(), StoreError>;
+    /// Whether the store answers (for `/readyz`).
+    async fn ping(&self) -> bool;
+    /// Makes every acknowledged write durable (called on shutdown).
+    async fn flush(&self) -> Result<(), StoreError>;
+    /// Every user (for the staff queries); runs off the async threads.
+    async fn all(&self) -> Result<Vec<User>, StoreError>;
+}
+
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    async fn insert_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
+    async fn keys_of(&self, user_id: &str) -> Result<Vec<ApiKey>, StoreError>;
+    /// Removes the user's key `id`; `NotFound` when the user has no such key.
+    async fn delete_key(&self, user_id: &str, id: &str) -> Result<ApiKey, StoreError>;
+    /// Records a use (best effort, not flushed).
+    async fn touch_key(&self, hash: &str, at: i64) -> Result<(), StoreError>;
+    /// Removes every key of a user (account deletion).
+    async fn delete_keys_of(&self, user_id: &str) -> Result<(), StoreError>;
+}
+
+/// What is stored for each refresh token (keyed by the token's SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    pub user_id: String,
+    pub family: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumed {
+    /// It was active and is now used: issue the next one in its family.
+    Rotated(RefreshRecord),
+    /// It had been used already: its family is now revoked.
+    Reused(RefreshRecord),
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("session store unavailable: {0}")]
+pub struct SessionError(pub String);
+
+/// Refresh tokens: opaque, random, stored hashed, single-use, grouped in families.
+///
+/// Presenting a token rotates it: the token is marked used and a new one of the same family is
+/// issued. Presenting a used token again is theft (RFC 9700 §4.14.2): the whole family is
+/// revoked.
+#[async_trait]
+pub trait RefreshStore: Send + Sync {
+    /// Stores a new active token.
+    async fn insert(&self, token_hash: &str, record: &RefreshRecord) -> Result<(), SessionError>;
+    /// Marks an active token used, atomically: of two concurrent calls, one rotates.
+    async fn consume(&self, token_hash: &str, now: i64) -> Result<Consumed, SessionError>;
+    /// Revokes the family of a token; returns whose it was.
+    async fn revoke(&self, token_hash: &str) -> Result<Option<RefreshRecord>, SessionError>;
+    /// Revokes every family of a user (logout everywhere).
+    async fn revoke_user(&self, user_id: &str) -> Result<(), SessionError>;
+    async fn ping(&self) -> bool;
+}
+
+/// The outcome of counting one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Over the limit; seconds until the window resets.
+    Limited {
+        retry_after: u64,
+    },
+}
+
+/// Rate limits: fixed windows counted per key (`login:ip:203.0.113.9`, `login:id:ada@x`).
+/// Every attempt counts, successful or not.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one attempt under `key` and says whether it is within `rate`.
+    async fn hit(&self, key: &str, rate: Rate, now: i64) -> Result<Verdict, SessionError>;
+}
+
+/// The fixed window `now` falls in: (start, end) in Unix seconds.
+pub fn window(rate: Rate, now: i64) -> (i64, i64) {
+    let period = rate.period.as_std().as_secs().max(1) as i64;
+    let start = now - now.rem_euclid(period);
+    (start, start + period)
+}

@@ -1,0 +1,128 @@
+//! The embedded store on sled, for one process: users and API keys (`users.rs`) and refresh
+//! tokens (`sessions.rs`) in one database.
+//!
+//! Trees: `users` (id → JSON record), `by_email` (folded primary or secondary email → id),
+//! `by_username` (folded username → id), `api_keys` (key hash → JSON), `meta` (format version),
+//! and the `refresh_*` trees of the sessions. Every write changes a record and its index
+//! entries in one transaction, and is acknowledged only after a flush.
+
+mod sessions;
+mod users;
+
+pub use sessions::SledSessions;
+
+use std::path::Path;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::accounts::storage::StoreError;
+
+/// Bumped when the on-disk layout changes; a store of another version is refused.
+const FORMAT_VERSION: u32 = 1;
+
+pub struct SledStore {
+    db: sled::Db,
+    users: sled::Tree,
+    by_email: sled::Tree,
+    by_username: sled::Tree,
+    /// key hash → ApiKey JSON
+    api_keys: sled::Tree,
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process (normally a running server) holds the store.
+    #[error("the user store in {0} is in use by another process")]
+    Locked(String),
+    #[error("the user store in {path}: {reason}")]
+    Other { path: String, reason: String },
+}
+
+pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+pub(super) type Tx = ConflictableTransactionError<StoreError>;
+
+pub(super) fn tx_err(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => backend(e),
+    }
+}
+
+pub(super) fn abort(e: StoreError) -> Tx {
+    ConflictableTransactionError::Abort(e)
+}
+
+impl SledStore {
+    pub fn open(dir: &Path) -> Result<SledStore, OpenError> {
+        let path = dir.display().to_string();
+        if !dir.exists() {
+            // Password hashes live here: only the owner may read the directory.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| OpenError::Other {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let db = sled::Config::new().path(dir).open().map_err(|e| match &e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                OpenError::Locked(path.clone())
+            }
+            _ if e.to_string().contains("lock") => OpenError::Locked(path.clone()),
+            _ => OpenError::Other {
+                path: path.clone(),
+                reason: e.to_string(),
+            },
+        })?;
+        let other = |e: sled::Error| OpenError::Other {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let meta = db.open_tree("meta").map_err(other)?;
+        match meta.get("format_version").map_err(other)? {
+            None => {
+                meta.insert("format_version", FORMAT_VERSION.to_string().as_bytes())
+                    .map_err(other)?;
+                db.flush().map_err(other)?;
+            }
+            Some(v) if v.as_ref() == FORMAT_VERSION.to_string().as_bytes() => {}
+            Some(v) => {
+                return Err(OpenError::Other {
+                    path,
+                    reason: format!(
+                        "format version {} is not the supported {FORMAT_VERSION}",
+                        String::from_utf8_lossy(&v)
+                    ),
+                })
+            }
+        }
+        Ok(SledStore {
+            users: db.open_tree("users").map_err(other)?,
+            by_email: db.open_tree("by_email").map_err(other)?,
+            by_username: db.open_tree("by_username").map_err(other)?,
+            api_keys: db.open_tree("api_keys").map_err(other)?,
+            db,
+        })
+    }
+
+    pub(super) async fn durable(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await.map(|_| ()).map_err(backend)
+    }
+
+    /// The database, for other embedded stores that share it (sessions).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// How many users there are (an O(1) estimate is not offered by sled; this scans keys).
+    pub fn count(&self) -> usize {
+        self.users.len()
+    }
+}
