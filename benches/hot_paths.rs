@@ -51,7 +51,7 @@ fn jwt(c: &mut Criterion) {
 
 fn graphql_me(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
+    let mut config = Config::defaults();
     config.storage.data_dir = dir.path().join("data");
     config.jwt.keys_dir = dir.path().join("keys");
     let app = authgate::app::App::new(config).unwrap();

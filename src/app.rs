@@ -44,20 +44,20 @@ impl App {
     pub fn new(config: Config) -> Result<Arc<App>, StartError> {
         let keys = Arc::new(match config.mode {
             Mode::Gateway => KeyRing::open_or_init(&config.jwt.keys_dir, config.jwt.key_bits)?,
-            Mode::Verifier => KeyRing::published_elsewhere(),
+            Mode::Verifier(_) => KeyRing::published_elsewhere(),
         });
         let tokens = Arc::new(
             TokenService::new(
                 keys.clone(),
-                config.issuer(),
-                config.audience(),
-                config.jwt.access_ttl.as_std(),
-                config.jwt.leeway.as_std(),
+                &config.jwt.issuer,
+                config.jwt.audience.as_deref(),
+                config.jwt.access_ttl,
+                config.jwt.leeway,
             )
             .with_cache_size(config.jwt.verify_cache_size),
         );
-        let routes = RouteTable::new(&config.routes).map_err(StartError::Config)?;
-        let (accounts, admin_token, key_fetcher) = match config.mode {
+        let routes = RouteTable::new(&config.routes);
+        let (accounts, admin_token, key_fetcher) = match &config.mode {
             Mode::Gateway => {
                 let store = SledStore::open(&config.storage.data_dir)
                     .map_err(|e| StartError::Other(e.to_string()))?;
@@ -66,9 +66,9 @@ impl App {
                     .map_err(|e| StartError::Other(format!("admin token: {e}")))?;
                 (Some(Arc::new(accounts)), Some(admin_token), None)
             }
-            Mode::Verifier => {
+            Mode::Verifier(verifier) => {
                 let fetcher =
-                    KeyFetcher::from_config(&config, keys.clone()).map_err(StartError::Config)?;
+                    KeyFetcher::new(verifier, keys.clone()).map_err(StartError::Config)?;
                 (None, None, Some(Arc::new(fetcher)))
             }
         };
@@ -92,18 +92,20 @@ pub fn build_accounts(
 ) -> Result<Accounts, StartError> {
     // Sessions and rate limits: Redis when configured (shared by replicas), else embedded.
     let (sessions, limiter): (Arc<dyn RefreshStore>, Arc<dyn RateLimiter>) =
-        if config.storage.redis_url.is_empty() {
-            let sessions = SledSessions::new(store.db()).map_err(StartError::Other)?;
-            (Arc::new(sessions), Arc::new(MemoryLimiter::default()))
-        } else {
-            let redis =
-                Arc::new(RedisConnector::new(&config.storage.redis_url).map_err(|e| {
+        match &config.storage.redis_url {
+            None => {
+                let sessions = SledSessions::new(store.db()).map_err(StartError::Other)?;
+                (Arc::new(sessions), Arc::new(MemoryLimiter::default()))
+            }
+            Some(url) => {
+                let redis = Arc::new(RedisConnector::new(url).map_err(|e| {
                     StartError::Config(format!("config key `storage.redis_url`: {e}"))
                 })?);
-            (
-                Arc::new(RedisSessions::new(redis.clone())),
-                Arc::new(RedisLimiter::new(redis)),
-            )
+                (
+                    Arc::new(RedisSessions::new(redis.clone())),
+                    Arc::new(RedisLimiter::new(redis)),
+                )
+            }
         };
     let hasher = Hasher::new(Argon2Settings {
         memory_kib: config.accounts.argon2_memory_kib,
@@ -128,20 +130,20 @@ pub fn build_accounts(
         email_tokens,
         tokens,
         settings: accounts::Settings {
-            login_by_email: config.accounts.login_fields.iter().any(|f| f == "email"),
-            login_by_username: config.accounts.login_fields.iter().any(|f| f == "username"),
+            login_by_email: config.accounts.login_by_email,
+            login_by_username: config.accounts.login_by_username,
             allow_unverified_login: config.accounts.allow_unverified_login,
             email_available: config.accounts.email_available,
-            activation_ttl: config.accounts.activation_ttl.as_std(),
-            reset_ttl: config.accounts.reset_ttl.as_std(),
-            refresh_ttl: config.jwt.refresh_ttl.as_std(),
-            delete_mode: if config.accounts.delete_mode == "hard" {
-                accounts::DeleteMode::Hard
-            } else {
-                accounts::DeleteMode::Deactivate
+            activation_ttl: config.accounts.activation_ttl,
+            reset_ttl: config.accounts.reset_ttl,
+            refresh_ttl: config.jwt.refresh_ttl,
+            delete_mode: config.accounts.delete_mode,
+            link_base: config.email.link_base.as_str().to_string(),
+            rates: accounts::Rates {
+                login: config.rate_limit.login,
+                register: config.rate_limit.register,
+                email: config.rate_limit.email,
             },
-            link_base: config.link_base().to_string(),
-            rates: config.rate_limit.clone(),
         },
     }))
 }

@@ -31,14 +31,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let app = App::new(config)?;
     let config = &app.config;
 
-    let threads = match config.server.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
     let conf = ServerConf {
-        threads,
+        threads: config.server.threads,
         grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_std().as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs()),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -8,18 +8,9 @@ use std::time::Duration;
 
 use super::model::{fold, ApiKey, User};
 use super::storage::StoreError;
-use super::{token_failure, valid_email, Accounts, Failure, Purpose};
+use super::{token_failure, valid_email, Accounts, DeleteMode, Failure, Purpose};
 use crate::email::EmailKind;
 use crate::jwt::{unix_now, Subject};
-
-/// How `deleteAccount` deletes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeleteMode {
-    /// The account stays (email taken) but can never log in again.
-    Deactivate,
-    /// The record is removed; the email is free again.
-    Hard,
-}
 
 /// Filters of the staff `users` query.
 #[derive(Debug, Clone, Default)]

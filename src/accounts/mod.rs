@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Rate, RateLimitSection};
+use crate::config::Rate;
 use crate::email::{EmailKind, Mailer};
 use crate::jwt::{unix_now, Claims, Subject, TokenService};
 use model::fold;
@@ -24,9 +24,10 @@ use storage::{
     ApiKeyStore, Consumed, RateLimiter, RefreshRecord, RefreshStore, UserStore, Verdict,
 };
 
+pub use crate::config::DeleteMode;
 pub use email_token::{EmailTokens, Purpose, TokenError};
 pub use errors::{Failure, FieldError};
-pub use lifecycle::{DeleteMode, UserFilter, API_KEY_PREFIX};
+pub use lifecycle::{UserFilter, API_KEY_PREFIX};
 pub use password::{Argon2Settings, Hasher};
 pub use policy::PasswordPolicy;
 
@@ -43,7 +44,15 @@ pub struct Settings {
     pub delete_mode: DeleteMode,
     /// Base of links in emails, without a trailing slash.
     pub link_base: String,
-    pub rates: RateLimitSection,
+    pub rates: Rates,
+}
+
+/// The rate limits: attempts per window, per client IP and per account or email.
+#[derive(Debug, Clone, Copy)]
+pub struct Rates {
+    pub login: Rate,
+    pub register: Rate,
+    pub email: Rate,
 }
 
 pub struct Accounts {

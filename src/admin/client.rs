@@ -34,10 +34,10 @@ fn create_locally(
             .map_err(|e| e.to_string())?;
         let tokens = Arc::new(crate::jwt::TokenService::new(
             Arc::new(keys),
-            config.issuer(),
-            config.audience(),
-            config.jwt.access_ttl.as_std(),
-            config.jwt.leeway.as_std(),
+            &config.jwt.issuer,
+            config.jwt.audience.as_deref(),
+            config.jwt.access_ttl,
+            config.jwt.leeway,
         ));
         let store = Arc::new(store);
         let accounts =

@@ -69,7 +69,7 @@ impl Admin {
                 failing.push("store");
             }
             if !accounts.sessions().ping().await {
-                failing.push(if self.app.config.storage.redis_url.is_empty() {
+                failing.push(if self.app.config.storage.redis_url.is_none() {
                     "sessions"
                 } else {
                     "redis"

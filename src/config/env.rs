@@ -5,7 +5,8 @@
 //! (other than `AUTHGATE_MODE`) are ignored, so the `AUTHGATE_PORT`-style variables that
 //! Kubernetes injects for a Service named `authgate` do no harm.
 
-use super::{Config, ConfigError};
+use super::file::FileConfig;
+use super::ConfigError;
 
 const PREFIX: &str = "AUTHGATE_";
 
@@ -15,7 +16,7 @@ pub(super) fn apply_overrides(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Vec<(String, String)>, ConfigError> {
     let mut applied = Vec::new();
-    let defaults = toml::Table::try_from(Config::default())
+    let defaults = toml::Table::try_from(FileConfig::default())
         .map_err(|e| ConfigError(format!("config: cannot render defaults: {e}")))?;
     let mut vars: Vec<(String, String)> = env
         .into_iter()

@@ -1,15 +1,25 @@
 //! Configuration: the TOML file, `AUTHGATE_<SECTION>__<KEY>` environment overrides, defaults,
 //! and validation with one-line errors that name the offending key.
+//!
+//! Two stages, once, at start: `file.rs` is the file as written (serde, defaults, overrides);
+//! [`Config`] is what it means, as typed values: enums for choices, `Option` for what may be
+//! unset, resolved upstreams, parsed URLs, the verifier's one key source. Everything else in
+//! authgate reads [`Config`]; nothing re-parses a string from it. This module is a leaf: it
+//! imports nothing from the rest of the crate.
 
 mod env;
+mod file;
 mod values;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration as StdDuration;
 
 use serde::{Deserialize, Serialize};
 
-pub use values::{Duration, Rate};
+pub use file::DEFAULT_VERIFY_CACHE_SIZE;
+use file::{FileConfig, ModeName};
+pub use values::{Duration, HttpUrl, Rate, RoutePrefix, Upstream};
 
 /// A configuration problem, always reported as one line naming the key (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -22,117 +32,30 @@ impl ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+/// What this process is.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
-    /// Accounts, GraphQL and the proxy; owns the user store.
-    #[default]
+    /// Accounts, GraphQL and the proxy; owns the user store and signs tokens.
     Gateway,
     /// Proxy only: verifies tokens against the gateway's published keys.
-    Verifier,
+    Verifier(Verifier),
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    pub mode: Mode,
-    pub server: ServerSection,
-    pub storage: StorageSection,
-    pub jwt: JwtSection,
-    pub graphql: GraphqlSection,
-    pub accounts: AccountsSection,
-    pub email: EmailSection,
-    pub rate_limit: RateLimitSection,
-    pub routes: Vec<Route>,
+/// A verifier's keys: where they come from and how often they are loaded again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verifier {
+    pub keys: KeySource,
+    /// A JWKS is loaded again this often in any case ...
+    pub jwks_refresh: StdDuration,
+    /// ... and never twice within this (unknown kids, retries).
+    pub jwks_min_interval: StdDuration,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerSection {
-    pub listen: SocketAddr,
-    pub admin_listen: SocketAddr,
-    pub public_url: String,
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Worker threads of the public listener; 0 means one per core.
-    pub threads: usize,
-    /// After SIGTERM, how long to finish in-flight requests before exiting.
-    pub shutdown_timeout: Duration,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StorageSection {
-    pub data_dir: PathBuf,
-    pub redis_url: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct JwtSection {
-    pub keys_dir: PathBuf,
-    pub issuer: String,
-    pub audience: String,
-    pub access_ttl: Duration,
-    pub refresh_ttl: Duration,
-    pub leeway: Duration,
-    pub jwks_url: String,
-    pub public_key_file: String,
-    /// Verifier mode: how often the keys are loaded again in any case.
-    pub jwks_refresh: Duration,
-    /// Verifier mode: the least time between two loads (unknown kids, retries).
-    pub jwks_min_interval: Duration,
-    /// Size of newly generated keys (first start, `keys rotate`).
-    pub key_bits: usize,
-    /// Verified tokens remembered to skip repeated RSA verifications; 0 turns the cache off.
-    pub verify_cache_size: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GraphqlSection {
-    pub playground: bool,
-    pub introspection: bool,
-    pub max_depth: usize,
-    pub max_complexity: usize,
-    pub max_body_bytes: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AccountsSection {
-    pub login_fields: Vec<String>,
-    pub allow_unverified_login: bool,
-    pub email_available: bool,
-    pub delete_mode: String,
-    pub password_min_length: usize,
-    pub activation_ttl: Duration,
-    pub reset_ttl: Duration,
-    pub argon2_memory_kib: u32,
-    pub argon2_iterations: u32,
-    pub argon2_parallelism: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EmailSection {
-    pub transport: String,
-    pub smtp_host: String,
-    pub smtp_port: u16,
-    pub smtp_tls: String,
-    pub smtp_user: String,
-    pub smtp_password: String,
-    pub from: String,
-    pub link_base_url: String,
-    pub file_dir: String,
-    pub templates_dir: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateLimitSection {
-    pub login: Rate,
-    pub register: Rate,
-    pub email: Rate,
+/// Where a verifier's keys come from: exactly one of `jwt.jwks_url`, `jwt.public_key_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Jwks(HttpUrl),
+    PemFile(PathBuf),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,145 +66,160 @@ pub enum AuthMode {
     None,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// How `deleteAccount` deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeleteMode {
+    /// The account stays (email taken) but can never log in again.
+    Deactivate,
+    /// The record is removed; the email is free again.
+    Hard,
+}
+
+/// An identifier `tokenAuth` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginField {
+    Email,
+    Username,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    Log,
+    Smtp,
+    File,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub server: Server,
+    pub storage: Storage,
+    pub jwt: Jwt,
+    pub graphql: Graphql,
+    pub accounts: Accounts,
+    pub email: Email,
+    pub rate_limit: RateLimits,
+    /// Longest prefix first.
+    pub routes: Vec<Route>,
+    /// The file as written (after overrides), for `check-config`.
+    written: FileConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub public_url: HttpUrl,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Worker threads of the public listener; at least 1 (0 in the file: one per core).
+    pub threads: usize,
+    /// After SIGTERM, how long to finish in-flight requests before exiting.
+    pub shutdown_timeout: StdDuration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub data_dir: PathBuf,
+    /// Redis for sessions and rate limits; `None`: embedded.
+    pub redis_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Jwt {
+    pub keys_dir: PathBuf,
+    /// Placed in and required from every token.
+    pub issuer: String,
+    pub audience: Option<String>,
+    pub access_ttl: StdDuration,
+    pub refresh_ttl: StdDuration,
+    pub leeway: StdDuration,
+    /// Size of newly generated keys (first start, `keys rotate`): 2048, 3072 or 4096.
+    pub key_bits: usize,
+    /// Verified tokens remembered to skip repeated RSA verifications; 0 turns the cache off.
+    pub verify_cache_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Graphql {
+    pub playground: bool,
+    pub introspection: bool,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    pub login_by_email: bool,
+    pub login_by_username: bool,
+    pub allow_unverified_login: bool,
+    pub email_available: bool,
+    pub delete_mode: DeleteMode,
+    pub password_min_length: usize,
+    pub activation_ttl: StdDuration,
+    pub reset_ttl: StdDuration,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub transport: Transport,
+    /// The `From` mailbox, e.g. `authgate <no-reply@localhost>`.
+    pub from: String,
+    /// Base of links in mail: `email.link_base_url`, else `server.public_url`.
+    pub link_base: HttpUrl,
+    /// Templates that replace the built-in ones of the same name.
+    pub templates_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// Messages go to the log.
+    Log,
+    /// One `.eml` file per message in this directory.
+    File(PathBuf),
+    Smtp(Smtp),
+}
+
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// User and password, when the relay wants them.
+    pub credentials: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub login: Rate,
+    pub register: Rate,
+    pub email: Rate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub prefix: String,
-    pub upstream: String,
-    #[serde(default = "Route::default_auth")]
+    pub prefix: RoutePrefix,
+    pub upstream: Upstream,
     pub auth: AuthMode,
-    #[serde(default)]
     pub require_verified: bool,
-    #[serde(default)]
+    /// Any of these; empty: any authenticated user.
     pub roles: Vec<String>,
-    #[serde(default)]
     pub strip_prefix: bool,
-}
-
-impl Route {
-    fn default_auth() -> AuthMode {
-        AuthMode::Required
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            mode: Mode::Gateway,
-            server: ServerSection::default(),
-            storage: StorageSection::default(),
-            jwt: JwtSection::default(),
-            graphql: GraphqlSection::default(),
-            accounts: AccountsSection::default(),
-            email: EmailSection::default(),
-            rate_limit: RateLimitSection::default(),
-            routes: vec![Route {
-                prefix: "/".into(),
-                upstream: "127.0.0.1:3000".into(),
-                auth: AuthMode::Required,
-                require_verified: false,
-                roles: vec![],
-                strip_prefix: false,
-            }],
-        }
-    }
-}
-
-impl Default for ServerSection {
-    fn default() -> Self {
-        ServerSection {
-            listen: ([127, 0, 0, 1], 8080).into(),
-            admin_listen: ([127, 0, 0, 1], 9090).into(),
-            public_url: "http://127.0.0.1:8080".into(),
-            trusted_proxies: vec![],
-            threads: 0,
-            shutdown_timeout: Duration::secs(10),
-        }
-    }
-}
-
-impl Default for StorageSection {
-    fn default() -> Self {
-        StorageSection {
-            data_dir: "./data".into(),
-            redis_url: String::new(),
-        }
-    }
-}
-
-impl Default for JwtSection {
-    fn default() -> Self {
-        JwtSection {
-            keys_dir: "./keys".into(),
-            issuer: String::new(),
-            audience: String::new(),
-            access_ttl: Duration::secs(15 * 60),
-            refresh_ttl: Duration::secs(7 * 86400),
-            leeway: Duration::secs(30),
-            jwks_url: String::new(),
-            public_key_file: String::new(),
-            jwks_refresh: Duration::secs(300),
-            jwks_min_interval: Duration::secs(10),
-            key_bits: 2048,
-            verify_cache_size: crate::jwt::DEFAULT_CACHE_SIZE,
-        }
-    }
-}
-
-impl Default for GraphqlSection {
-    fn default() -> Self {
-        GraphqlSection {
-            playground: true,
-            introspection: true,
-            max_depth: 12,
-            max_complexity: 500,
-            max_body_bytes: 65_536,
-        }
-    }
-}
-
-impl Default for AccountsSection {
-    fn default() -> Self {
-        AccountsSection {
-            login_fields: vec!["email".into(), "username".into()],
-            allow_unverified_login: true,
-            email_available: true,
-            delete_mode: "deactivate".into(),
-            password_min_length: 8,
-            activation_ttl: Duration::secs(7 * 86400),
-            reset_ttl: Duration::secs(3600),
-            argon2_memory_kib: 19_456,
-            argon2_iterations: 2,
-            argon2_parallelism: 1,
-        }
-    }
-}
-
-impl Default for EmailSection {
-    fn default() -> Self {
-        EmailSection {
-            transport: "log".into(),
-            smtp_host: String::new(),
-            smtp_port: 587,
-            smtp_tls: "starttls".into(),
-            smtp_user: String::new(),
-            smtp_password: String::new(),
-            from: "authgate <no-reply@localhost>".into(),
-            link_base_url: String::new(),
-            file_dir: String::new(),
-            templates_dir: String::new(),
-        }
-    }
-}
-
-impl Default for RateLimitSection {
-    fn default() -> Self {
-        RateLimitSection {
-            login: Rate::new(10, 60),
-            register: Rate::new(10, 3600),
-            email: Rate::new(5, 3600),
-        }
-    }
 }
 
 impl Config {
@@ -296,8 +234,8 @@ impl Config {
             None => toml::Table::new(),
         };
         let from_env = env::apply_overrides(&mut tree, env)?;
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+        let written: FileConfig = serde_path_to_error::deserialize(toml::Value::Table(tree))
+            .map_err(|e| {
                 let path = e.path().to_string();
                 let inner = e.into_inner().message().trim().replace('\n', "; ");
                 match from_env.iter().find(|(key, _)| *key == path) {
@@ -306,8 +244,7 @@ impl Config {
                     None => ConfigError::at(path, inner),
                 }
             })?;
-        config.validate()?;
-        Ok(config)
+        Config::from_written(written)
     }
 
     /// Loads from the process environment.
@@ -315,103 +252,81 @@ impl Config {
         Config::load(file, std::env::vars())
     }
 
-    /// The issuer placed in and required from every token.
-    pub fn issuer(&self) -> &str {
-        if self.jwt.issuer.is_empty() {
-            self.server.public_url.trim_end_matches('/')
-        } else {
-            &self.jwt.issuer
-        }
+    /// The embedded defaults (what `serve` runs on with no file and no environment).
+    pub fn defaults() -> Config {
+        Config::from_written(FileConfig::default()).expect("the defaults are valid")
     }
 
-    /// Base of links in emails, without a trailing slash.
-    pub fn link_base(&self) -> &str {
-        if self.email.link_base_url.is_empty() {
-            self.server.public_url.trim_end_matches('/')
-        } else {
-            self.email.link_base_url.trim_end_matches('/')
-        }
+    pub fn is_gateway(&self) -> bool {
+        self.mode == Mode::Gateway
     }
 
-    pub fn audience(&self) -> Option<&str> {
-        (!self.jwt.audience.is_empty()).then_some(self.jwt.audience.as_str())
+    /// The effective configuration as TOML, with secrets replaced by `"<redacted>"`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut copy = self.written.clone();
+        if !copy.email.smtp_password.is_empty() {
+            copy.email.smtp_password = "<redacted>".into();
+        }
+        copy.storage.redis_url = values::redact_url_password(&copy.storage.redis_url);
+        toml::to_string(&copy).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let url = &self.server.public_url;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ConfigError::at(
-                "server.public_url",
-                format!("`{url}` must start with http:// or https://"),
-            ));
-        }
-        if self.server.listen == self.server.admin_listen {
+    fn from_written(written: FileConfig) -> Result<Config, ConfigError> {
+        let f = &written;
+        let public_url = HttpUrl::parse(&f.server.public_url)
+            .map_err(|what| ConfigError::at("server.public_url", what))?;
+        if f.server.listen == f.server.admin_listen && f.server.listen.port() != 0 {
             return Err(ConfigError::at(
                 "server.admin_listen",
                 "must differ from server.listen",
             ));
         }
-        if ![2048, 3072, 4096].contains(&self.jwt.key_bits) {
+        if ![2048, 3072, 4096].contains(&f.jwt.key_bits) {
             return Err(ConfigError::at(
                 "jwt.key_bits",
                 "must be 2048, 3072 or 4096",
             ));
         }
-        if self.jwt.access_ttl.is_zero() {
-            return Err(ConfigError::at("jwt.access_ttl", "must be longer than 0s"));
+        for (key, ttl) in [
+            ("jwt.access_ttl", f.jwt.access_ttl),
+            ("jwt.refresh_ttl", f.jwt.refresh_ttl),
+        ] {
+            if ttl.is_zero() {
+                return Err(ConfigError::at(key, "must be longer than 0s"));
+            }
         }
-        if self.jwt.refresh_ttl.is_zero() {
-            return Err(ConfigError::at("jwt.refresh_ttl", "must be longer than 0s"));
-        }
-        self.validate_key_source()?;
-        if self.graphql.max_depth == 0 || self.graphql.max_complexity == 0 {
+        let mode = match f.mode {
+            ModeName::Gateway => {
+                for (key, value) in [
+                    ("jwt.jwks_url", &f.jwt.jwks_url),
+                    ("jwt.public_key_file", &f.jwt.public_key_file),
+                ] {
+                    // A gateway signs its own tokens: a key source here is most likely a
+                    // forgotten `mode = "verifier"`, which would refuse the real gateway's.
+                    if !value.is_empty() {
+                        return Err(ConfigError::at(
+                            key,
+                            "only used with mode = \"verifier\" (a gateway publishes its own keys)",
+                        ));
+                    }
+                }
+                Mode::Gateway
+            }
+            ModeName::Verifier => Mode::Verifier(verifier(f)?),
+        };
+        if f.graphql.max_depth == 0 || f.graphql.max_complexity == 0 {
             return Err(ConfigError::at(
                 "graphql.max_depth",
                 "depth and complexity limits must be at least 1",
             ));
         }
-        if self.graphql.max_body_bytes < 1024 {
+        if f.graphql.max_body_bytes < 1024 {
             return Err(ConfigError::at(
                 "graphql.max_body_bytes",
                 "must be at least 1024",
             ));
         }
-        for field in &self.accounts.login_fields {
-            if field != "email" && field != "username" {
-                return Err(ConfigError::at(
-                    "accounts.login_fields",
-                    format!("unknown field `{field}` (expected email, username)"),
-                ));
-            }
-        }
-        one_of(
-            "accounts.delete_mode",
-            &self.accounts.delete_mode,
-            &["deactivate", "hard"],
-        )?;
-        one_of(
-            "email.transport",
-            &self.email.transport,
-            &["log", "smtp", "file"],
-        )?;
-        one_of(
-            "email.smtp_tls",
-            &self.email.smtp_tls,
-            &["none", "starttls", "tls"],
-        )?;
-        if self.email.transport == "smtp" && self.email.smtp_host.is_empty() {
-            return Err(ConfigError::at(
-                "email.smtp_host",
-                "required when email.transport = \"smtp\"",
-            ));
-        }
-        if self.email.transport == "file" && self.email.file_dir.is_empty() {
-            return Err(ConfigError::at(
-                "email.file_dir",
-                "required when email.transport = \"file\"",
-            ));
-        }
-        let redis = &self.storage.redis_url;
+        let redis = &f.storage.redis_url;
         if !redis.is_empty()
             && !["redis://", "rediss://", "unix://"]
                 .iter()
@@ -422,108 +337,183 @@ impl Config {
                 "must start with redis://, rediss:// or unix://",
             ));
         }
-        let mut seen = std::collections::HashSet::new();
-        for (i, route) in self.routes.iter().enumerate() {
-            let key = |field: &str| format!("routes[{i}].{field}");
-            if !route.prefix.starts_with('/') {
-                return Err(ConfigError::at(key("prefix"), "must start with `/`"));
-            }
-            if route.prefix.contains(['?', '#', '%']) || route.prefix.contains("//") {
-                return Err(ConfigError::at(
-                    key("prefix"),
-                    "must be a plain path (no `?`, `#`, `%` or `//`)",
-                ));
-            }
-            if !seen.insert(crate::gate::normalize_prefix(&route.prefix)) {
-                return Err(ConfigError::at(
-                    key("prefix"),
-                    format!("`{}` is declared twice", route.prefix),
-                ));
-            }
-            crate::gate::resolve_upstream(&route.upstream)
-                .map_err(|what| ConfigError::at(key("upstream"), what))?;
-        }
-        Ok(())
-    }
-
-    /// A verifier learns its keys from exactly one place and must know whose tokens it takes;
-    /// a gateway signs its own, so a key source there is a mistake (most likely a forgotten
-    /// `mode = "verifier"`) that would refuse every token of the real gateway.
-    fn validate_key_source(&self) -> Result<(), ConfigError> {
-        let jwt = &self.jwt;
-        let sources = [
-            ("jwt.jwks_url", !jwt.jwks_url.is_empty()),
-            ("jwt.public_key_file", !jwt.public_key_file.is_empty()),
-        ];
-        if self.mode == Mode::Gateway {
-            if let Some((key, _)) = sources.iter().find(|(_, set)| *set) {
-                return Err(ConfigError::at(
-                    key,
-                    "only used with mode = \"verifier\" (a gateway publishes its own keys)",
-                ));
-            }
-            return Ok(());
-        }
-        match sources {
-            [(_, false), (_, false)] => {
-                return Err(ConfigError::at(
-                    "jwt.jwks_url",
-                    "mode = \"verifier\" needs jwt.jwks_url (the gateway's /.well-known/jwks.json) or jwt.public_key_file",
-                ))
-            }
-            [(_, true), (_, true)] => {
-                return Err(ConfigError::at(
-                    "jwt.public_key_file",
-                    "set either jwt.jwks_url or jwt.public_key_file, not both",
-                ))
-            }
-            [(_, true), _] => {
-                crate::verifier::JwksUrl::parse(&jwt.jwks_url)
-                    .map_err(|what| ConfigError::at("jwt.jwks_url", what))?;
-            }
-            _ => {}
-        }
-        if jwt.issuer.is_empty() {
-            return Err(ConfigError::at(
-                "jwt.issuer",
-                "required with mode = \"verifier\": the gateway's issuer (its jwt.issuer, or else its server.public_url)",
-            ));
-        }
-        if jwt.jwks_min_interval.as_std() < std::time::Duration::from_secs(1) {
-            return Err(ConfigError::at(
-                "jwt.jwks_min_interval",
-                "must be at least 1s",
-            ));
-        }
-        if jwt.jwks_refresh.as_std() < jwt.jwks_min_interval.as_std() {
-            return Err(ConfigError::at(
-                "jwt.jwks_refresh",
-                "must be at least jwt.jwks_min_interval",
-            ));
-        }
-        Ok(())
-    }
-
-    /// The effective configuration as TOML, with secrets replaced by `"<redacted>"`.
-    pub fn to_redacted_toml(&self) -> String {
-        let mut copy = self.clone();
-        if !copy.email.smtp_password.is_empty() {
-            copy.email.smtp_password = "<redacted>".into();
-        }
-        copy.storage.redis_url = values::redact_url_password(&copy.storage.redis_url);
-        toml::to_string(&copy).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        let link_base = match f.email.link_base_url.as_str() {
+            "" => public_url.clone(),
+            text => HttpUrl::parse(text).map_err(|e| ConfigError::at("email.link_base_url", e))?,
+        };
+        let issuer = match f.jwt.issuer.as_str() {
+            "" => public_url.as_str().to_string(),
+            text => text.to_string(),
+        };
+        let config = Config {
+            mode,
+            server: Server {
+                listen: f.server.listen,
+                admin_listen: f.server.admin_listen,
+                public_url,
+                trusted_proxies: f.server.trusted_proxies.clone(),
+                threads: match f.server.threads {
+                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    n => n,
+                },
+                shutdown_timeout: f.server.shutdown_timeout.as_std(),
+            },
+            storage: Storage {
+                data_dir: f.storage.data_dir.clone(),
+                redis_url: non_empty(redis),
+            },
+            jwt: Jwt {
+                keys_dir: f.jwt.keys_dir.clone(),
+                issuer,
+                audience: non_empty(&f.jwt.audience),
+                access_ttl: f.jwt.access_ttl.as_std(),
+                refresh_ttl: f.jwt.refresh_ttl.as_std(),
+                leeway: f.jwt.leeway.as_std(),
+                key_bits: f.jwt.key_bits,
+                verify_cache_size: f.jwt.verify_cache_size,
+            },
+            graphql: Graphql {
+                playground: f.graphql.playground,
+                introspection: f.graphql.introspection,
+                max_depth: f.graphql.max_depth,
+                max_complexity: f.graphql.max_complexity,
+                max_body_bytes: f.graphql.max_body_bytes,
+            },
+            accounts: Accounts {
+                login_by_email: f.accounts.login_fields.contains(&LoginField::Email),
+                login_by_username: f.accounts.login_fields.contains(&LoginField::Username),
+                allow_unverified_login: f.accounts.allow_unverified_login,
+                email_available: f.accounts.email_available,
+                delete_mode: f.accounts.delete_mode,
+                password_min_length: f.accounts.password_min_length,
+                activation_ttl: f.accounts.activation_ttl.as_std(),
+                reset_ttl: f.accounts.reset_ttl.as_std(),
+                argon2_memory_kib: f.accounts.argon2_memory_kib,
+                argon2_iterations: f.accounts.argon2_iterations,
+                argon2_parallelism: f.accounts.argon2_parallelism,
+            },
+            email: Email {
+                transport: transport(&f.email)?,
+                from: f.email.from.clone(),
+                link_base,
+                templates_dir: non_empty(&f.email.templates_dir).map(PathBuf::from),
+            },
+            rate_limit: RateLimits {
+                login: f.rate_limit.login,
+                register: f.rate_limit.register,
+                email: f.rate_limit.email,
+            },
+            routes: routes(&f.routes)?,
+            written,
+        };
+        Ok(config)
     }
 }
 
-fn one_of(key: &str, value: &str, allowed: &[&str]) -> Result<(), ConfigError> {
-    if allowed.contains(&value) {
-        Ok(())
-    } else {
-        Err(ConfigError::at(
-            key,
-            format!("`{value}` is not one of {}", allowed.join(", ")),
-        ))
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+/// A verifier learns its keys from exactly one place and must know whose tokens it takes.
+fn verifier(f: &FileConfig) -> Result<Verifier, ConfigError> {
+    let jwt = &f.jwt;
+    let keys = match (jwt.jwks_url.as_str(), jwt.public_key_file.as_str()) {
+        ("", "") => {
+            return Err(ConfigError::at(
+                "jwt.jwks_url",
+                "mode = \"verifier\" needs jwt.jwks_url (the gateway's /.well-known/jwks.json) or jwt.public_key_file",
+            ))
+        }
+        (_, file) if !jwt.jwks_url.is_empty() && !file.is_empty() => {
+            return Err(ConfigError::at(
+                "jwt.public_key_file",
+                "set either jwt.jwks_url or jwt.public_key_file, not both",
+            ))
+        }
+        (url, "") => KeySource::Jwks(
+            HttpUrl::parse(url).map_err(|what| ConfigError::at("jwt.jwks_url", what))?,
+        ),
+        (_, file) => KeySource::PemFile(PathBuf::from(file)),
+    };
+    if jwt.issuer.is_empty() {
+        return Err(ConfigError::at(
+            "jwt.issuer",
+            "required with mode = \"verifier\": the gateway's issuer (its jwt.issuer, or else its server.public_url)",
+        ));
     }
+    if jwt.jwks_min_interval.as_std() < StdDuration::from_secs(1) {
+        return Err(ConfigError::at(
+            "jwt.jwks_min_interval",
+            "must be at least 1s",
+        ));
+    }
+    if jwt.jwks_refresh.as_std() < jwt.jwks_min_interval.as_std() {
+        return Err(ConfigError::at(
+            "jwt.jwks_refresh",
+            "must be at least jwt.jwks_min_interval",
+        ));
+    }
+    Ok(Verifier {
+        keys,
+        jwks_refresh: jwt.jwks_refresh.as_std(),
+        jwks_min_interval: jwt.jwks_min_interval.as_std(),
+    })
+}
+
+fn transport(email: &file::EmailSection) -> Result<Transport, ConfigError> {
+    Ok(match email.transport {
+        TransportKind::Log => Transport::Log,
+        TransportKind::File => match non_empty(&email.file_dir) {
+            Some(dir) => Transport::File(PathBuf::from(dir)),
+            None => {
+                return Err(ConfigError::at(
+                    "email.file_dir",
+                    "required when email.transport = \"file\"",
+                ))
+            }
+        },
+        TransportKind::Smtp => {
+            let Some(host) = non_empty(&email.smtp_host) else {
+                return Err(ConfigError::at(
+                    "email.smtp_host",
+                    "required when email.transport = \"smtp\"",
+                ));
+            };
+            Transport::Smtp(Smtp {
+                host,
+                port: email.smtp_port,
+                tls: email.smtp_tls,
+                credentials: non_empty(&email.smtp_user)
+                    .map(|user| (user, email.smtp_password.clone())),
+            })
+        }
+    })
+}
+
+fn routes(sections: &[file::RouteSection]) -> Result<Vec<Route>, ConfigError> {
+    let mut routes: Vec<Route> = Vec::with_capacity(sections.len());
+    for (i, route) in sections.iter().enumerate() {
+        let key = |field: &str| format!("routes[{i}].{field}");
+        let prefix = RoutePrefix::parse(&route.prefix)
+            .map_err(|what| ConfigError::at(key("prefix"), what))?;
+        if routes.iter().any(|r| r.prefix == prefix) {
+            return Err(ConfigError::at(
+                key("prefix"),
+                format!("`{}` is declared twice", route.prefix),
+            ));
+        }
+        routes.push(Route {
+            prefix,
+            upstream: Upstream::resolve(&route.upstream)
+                .map_err(|what| ConfigError::at(key("upstream"), what))?,
+            auth: route.auth,
+            require_verified: route.require_verified,
+            roles: route.roles.clone(),
+            strip_prefix: route.strip_prefix,
+        });
+    }
+    routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.as_str().len()));
+    Ok(routes)
 }
 
 fn read_toml(path: &Path) -> Result<toml::Table, ConfigError> {
@@ -561,8 +551,11 @@ mod tests {
         let config = Config::load(None, Vec::new()).unwrap();
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.server.admin_listen.to_string(), "127.0.0.1:9090");
-        assert_eq!(config.jwt.access_ttl.as_std().as_secs(), 900);
-        assert_eq!(config.issuer(), "http://127.0.0.1:8080");
+        assert_eq!(config.jwt.access_ttl.as_secs(), 900);
+        assert_eq!(config.jwt.issuer, "http://127.0.0.1:8080");
+        assert_eq!(config.email.link_base.as_str(), "http://127.0.0.1:8080");
+        assert!(config.storage.redis_url.is_none() && config.jwt.audience.is_none());
+        assert!(matches!(config.email.transport, Transport::Log));
         assert_eq!(config.routes.len(), 1);
     }
 
@@ -572,11 +565,11 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/authgate.toml");
         let example = Config::load(Some(&path), Vec::new()).unwrap();
         assert_eq!(
-            toml::to_string(&example).unwrap(),
-            toml::to_string(&Config::default()).unwrap()
+            toml::to_string(&example.written).unwrap(),
+            toml::to_string(&FileConfig::default()).unwrap()
         );
         let text = std::fs::read_to_string(&path).unwrap();
-        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        let defaults = toml::Table::try_from(FileConfig::default()).unwrap();
         for (section, value) in &defaults {
             match value {
                 toml::Value::Table(keys) => {
@@ -608,7 +601,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(config.jwt.access_ttl.as_std().as_secs(), 3600);
+        assert_eq!(config.jwt.access_ttl.as_secs(), 3600);
         assert_eq!(config.graphql.max_depth, 7);
         assert!(!config.graphql.playground);
         assert_eq!(config.server.trusted_proxies.len(), 2);
@@ -699,8 +692,13 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(config.mode, Mode::Verifier);
-        assert_eq!(config.issuer(), "https://auth.example.com");
+        let Mode::Verifier(verifier) = &config.mode else {
+            panic!("a verifier: {config:?}");
+        };
+        assert!(
+            matches!(&verifier.keys, KeySource::Jwks(url) if url.host() == "gateway" && url.port() == 8080)
+        );
+        assert_eq!(config.jwt.issuer, "https://auth.example.com");
         let config = load(
             "",
             &[
@@ -710,7 +708,11 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(config.jwt.public_key_file, "/etc/authgate/gateway.pem");
+        assert!(matches!(
+            &config.mode,
+            Mode::Verifier(Verifier { keys: KeySource::PemFile(path), .. })
+                if path == Path::new("/etc/authgate/gateway.pem")
+        ));
     }
 
     #[test]

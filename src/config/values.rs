@@ -1,6 +1,9 @@
-//! Small value types of the configuration: human durations (`15m`, `7d`) and rates (`10/1m`).
+//! Small value types of the configuration, each parsed once with one error text: human
+//! durations (`15m`, `7d`), rates (`10/1m`), absolute http(s) URLs, route prefixes and upstream
+//! addresses.
 
 use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
@@ -111,6 +114,187 @@ impl<'de> Deserialize<'de> for Rate {
     }
 }
 
+/// An absolute `http://` or `https://` URL without credentials: the public URL, link bases,
+/// the JWKS URL. Kept as written (minus a trailing slash) and as its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    text: String,
+    tls: bool,
+    host: String,
+    port: u16,
+    /// Path and query, `/` when there is none.
+    target: String,
+}
+
+impl HttpUrl {
+    pub fn parse(text: &str) -> Result<HttpUrl, String> {
+        let uri: http::Uri = text
+            .parse()
+            .map_err(|e| format!("`{text}` is not a URL ({e})"))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(format!("`{text}` must start with http:// or https://")),
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("`{text}` has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(format!(
+                "`{text}`: credentials in the URL are not supported"
+            ));
+        }
+        let host = authority.host().trim_matches(['[', ']']).to_string();
+        if host.is_empty() {
+            return Err(format!("`{text}` has no host"));
+        }
+        let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        Ok(HttpUrl {
+            text: text.trim_end_matches('/').to_string(),
+            tls,
+            port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            host,
+            target,
+        })
+    }
+
+    /// As written, without a trailing slash: a base that paths are appended to.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.tls
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Path and query, as a request target.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// `host[:port]` as a `Host` header says it (the default port left out).
+    pub fn host_header(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        match (self.tls, self.port) {
+            (true, 443) | (false, 80) => host,
+            _ => format!("{host}:{}", self.port),
+        }
+    }
+
+    /// `scheme://host[:port]`, default ports left out: what browsers send as `Origin`.
+    pub fn origin(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.host_header().to_ascii_lowercase())
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A route prefix, normalized: starts with `/`, no trailing slash except the root `/`. It
+/// matches whole path segments: `/api` matches `/api` and `/api/x`, never `/apix`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoutePrefix(String);
+
+impl RoutePrefix {
+    pub fn parse(text: &str) -> Result<RoutePrefix, String> {
+        if !text.starts_with('/') {
+            return Err("must start with `/`".into());
+        }
+        if text.contains(['?', '#', '%']) || text.contains("//") {
+            return Err("must be a plain path (no `?`, `#`, `%` or `//`)".into());
+        }
+        let trimmed = text.trim_end_matches('/');
+        Ok(RoutePrefix(if trimmed.is_empty() {
+            "/".to_string()
+        } else {
+            trimmed.to_string()
+        }))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0 == "/"
+    }
+
+    /// Whether a canonical path lies under this prefix.
+    pub fn matches(&self, path: &str) -> bool {
+        if self.is_root() {
+            return true;
+        }
+        match path.strip_prefix(self.0.as_str()) {
+            Some(rest) => rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        }
+    }
+
+    /// Whether `other` is this prefix or lies under it.
+    pub fn contains(&self, other: &RoutePrefix) -> bool {
+        self.matches(&other.0)
+    }
+
+    /// The path without this prefix: `/api/users` → `/users`, `/api` → `/`.
+    pub fn strip(&self, path: &str) -> String {
+        if self.is_root() {
+            return path.to_string();
+        }
+        let rest = path.strip_prefix(self.0.as_str()).unwrap_or(path);
+        if rest.is_empty() {
+            "/".to_string()
+        } else {
+            rest.to_string()
+        }
+    }
+}
+
+impl fmt::Display for RoutePrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A plain-HTTP upstream `host:port`, resolved once at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub text: String,
+    pub addr: SocketAddr,
+}
+
+impl Upstream {
+    pub fn resolve(text: &str) -> Result<Upstream, String> {
+        if text.contains("://") {
+            return Err(format!("`{text}`: write host:port, without a scheme"));
+        }
+        let addr = text
+            .to_socket_addrs()
+            .map_err(|e| format!("`{text}` is not a reachable host:port ({e})"))?
+            .next()
+            .ok_or_else(|| format!("`{text}` resolves to no address"))?;
+        Ok(Upstream {
+            text: text.to_string(),
+            addr,
+        })
+    }
+}
+
 /// `redis://user:secret@host/0` becomes `redis://user:<redacted>@host/0`.
 pub fn redact_url_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
@@ -164,5 +348,56 @@ mod tests {
         );
         assert_eq!(redact_url_password("redis://:p@h"), "redis://:<redacted>@h");
         assert_eq!(redact_url_password("redis://p@h"), "redis://<redacted>@h");
+    }
+
+    #[test]
+    fn http_urls_parse_with_defaults_and_refuse_what_we_cannot_fetch() {
+        let url = HttpUrl::parse("http://gateway.auth.svc:8080/.well-known/jwks.json").unwrap();
+        assert_eq!(url.host(), "gateway.auth.svc");
+        assert_eq!(url.port(), 8080);
+        assert_eq!(url.target(), "/.well-known/jwks.json");
+        assert_eq!(url.host_header(), "gateway.auth.svc:8080");
+        assert_eq!(url.origin(), "http://gateway.auth.svc:8080");
+        let url = HttpUrl::parse("https://Auth.example.com:443/jwks?v=1").unwrap();
+        assert_eq!((url.is_https(), url.port()), (true, 443));
+        assert_eq!(url.origin(), "https://auth.example.com");
+        let url = HttpUrl::parse("http://[::1]:9000/").unwrap();
+        assert_eq!((url.host(), url.target()), ("::1", "/"));
+        assert_eq!(url.host_header(), "[::1]:9000");
+        assert_eq!(url.as_str(), "http://[::1]:9000");
+        for (bad, says) in [
+            ("gateway/jwks", "not a URL"),
+            ("ftp://gateway/jwks", "http:// or https://"),
+            ("http://user:pw@gateway/jwks", "credentials"),
+            ("http:// bad", "not a URL"),
+            ("", "not a URL"),
+        ] {
+            let err = HttpUrl::parse(bad).unwrap_err();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        let api = RoutePrefix::parse("/api/").unwrap();
+        assert_eq!(api.as_str(), "/api");
+        assert!(api.matches("/api") && api.matches("/api/") && api.matches("/api/x"));
+        assert!(!api.matches("/apix") && !api.matches("/"));
+        assert!(RoutePrefix::parse("/").unwrap().matches("/anything"));
+        assert_eq!(api.strip("/api/users"), "/users");
+        assert_eq!(api.strip("/api"), "/");
+        assert!(api.contains(&RoutePrefix::parse("/api/admin").unwrap()));
+        assert!(!api.contains(&RoutePrefix::parse("/apix").unwrap()));
+        for bad in ["api", "/a?b", "/a#b", "/a%2f", "/a//b"] {
+            assert!(RoutePrefix::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn upstreams_must_be_host_port() {
+        assert!(Upstream::resolve("127.0.0.1:3000").is_ok());
+        assert!(Upstream::resolve("localhost:3000").is_ok());
+        assert!(Upstream::resolve("http://127.0.0.1:3000").is_err());
+        assert!(Upstream::resolve("127.0.0.1").is_err());
     }
 }

@@ -8,7 +8,7 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::config::EmailSection;
+use crate::config::{self, SmtpTls};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmailKind {
@@ -106,21 +106,20 @@ pub struct Mailer {
 
 impl Mailer {
     /// Builds the mailer; an error names the config key at fault.
-    pub fn from_config(config: &EmailSection) -> Result<Mailer, String> {
+    pub fn from_config(config: &config::Email) -> Result<Mailer, String> {
         let from: Mailbox = config
             .from
             .parse()
             .map_err(|e| format!("config key `email.from`: {e}"))?;
-        let templates = load_templates(Some(&config.templates_dir))?;
-        let transport = match config.transport.as_str() {
-            "smtp" => Transport::Smtp(smtp(config)?),
-            "file" => {
-                let dir = PathBuf::from(&config.file_dir);
-                std::fs::create_dir_all(&dir)
+        let templates = load_templates(config.templates_dir.as_deref())?;
+        let transport = match &config.transport {
+            config::Transport::Smtp(relay) => Transport::Smtp(smtp(relay)?),
+            config::Transport::File(dir) => {
+                std::fs::create_dir_all(dir)
                     .map_err(|e| format!("config key `email.file_dir`: {}: {e}", dir.display()))?;
-                Transport::File(dir)
+                Transport::File(dir.clone())
             }
-            _ => Transport::Log,
+            config::Transport::Log => Transport::Log,
         };
         Ok(Mailer {
             transport,
@@ -182,33 +181,30 @@ impl Mailer {
     }
 }
 
-fn smtp(config: &EmailSection) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-    let host = config.smtp_host.as_str();
-    let builder = match config.smtp_tls.as_str() {
-        "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
+fn smtp(config: &config::Smtp) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    let host = config.host.as_str();
+    let builder = match config.tls {
+        SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+        SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
             .map_err(|e| format!("config key `email.smtp_host`: {e}"))?,
-        _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
+        SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
             .map_err(|e| format!("config key `email.smtp_host`: {e}"))?,
     };
     let mut builder = builder
-        .port(config.smtp_port)
+        .port(config.port)
         .timeout(Some(Duration::from_secs(10)));
-    if !config.smtp_user.is_empty() {
-        builder = builder.credentials(Credentials::new(
-            config.smtp_user.clone(),
-            config.smtp_password.clone(),
-        ));
+    if let Some((user, password)) = &config.credentials {
+        builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
     }
     Ok(builder.build())
 }
 
-fn load_templates(dir: Option<&str>) -> Result<minijinja::Environment<'static>, String> {
+fn load_templates(dir: Option<&Path>) -> Result<minijinja::Environment<'static>, String> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     for (name, source) in DEFAULT_TEMPLATES {
-        let source = match dir.filter(|d| !d.is_empty()) {
-            Some(dir) => read_override(Path::new(dir), name)?.unwrap_or_else(|| source.to_string()),
+        let source = match dir {
+            Some(dir) => read_override(dir, name)?.unwrap_or_else(|| source.to_string()),
             None => source.to_string(),
         };
         env.add_template_owned(name.to_string(), source)
@@ -252,7 +248,7 @@ mod tests {
     fn overrides_replace_defaults_by_name() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("activation.txt"), "custom {{ link }}").unwrap();
-        let env = load_templates(dir.path().to_str()).unwrap();
+        let env = load_templates(Some(dir.path())).unwrap();
         let out = env
             .get_template("activation.txt")
             .unwrap()
@@ -260,7 +256,7 @@ mod tests {
             .unwrap();
         assert_eq!(out, "custom L");
         std::fs::write(dir.path().join("activation.html"), "{% if %}").unwrap();
-        let err = load_templates(dir.path().to_str()).err().unwrap();
+        let err = load_templates(Some(dir.path())).err().unwrap();
         assert!(err.contains("email.templates_dir"), "{err}");
     }
 }

@@ -9,8 +9,9 @@ use http::HeaderMap;
 use crate::config::AuthMode;
 use crate::jwt::{Claims, Rejection, TokenService};
 
+pub use crate::config::Route;
 pub use path::{canonical_path, PathError};
-pub use routes::{matches_prefix, normalize_prefix, resolve_upstream, strip, Route, RouteTable};
+pub use routes::RouteTable;
 
 /// Every header the upstream may trust. Client-sent ones are always removed first.
 pub const IDENTITY_PREFIX: &str = "x-auth-";

@@ -83,7 +83,7 @@ pub(super) fn client_ip(ctx: &Context<'_>) -> Option<std::net::IpAddr> {
 /// Sets (or, with `None`, clears) the refresh-token cookie on the response.
 pub(super) fn set_refresh_cookie(ctx: &Context<'_>, pair: Option<&TokenPair>) {
     let app = ctx.data_unchecked::<Arc<App>>();
-    let secure = if app.config.server.public_url.starts_with("https://") {
+    let secure = if app.config.server.public_url.is_https() {
         "; Secure"
     } else {
         ""

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::app::App;
-use crate::config::GraphqlSection;
+use crate::config;
 use crate::reply::Reply;
 
 pub type AuthgateSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -39,7 +39,7 @@ pub struct Caller {
     pub refresh_cookie: Option<String>,
 }
 
-pub fn build_schema(app: Arc<App>, limits: &GraphqlSection) -> AuthgateSchema {
+pub fn build_schema(app: Arc<App>, limits: &config::Graphql) -> AuthgateSchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(app)
         .limit_depth(limits.max_depth)

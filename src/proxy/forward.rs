@@ -8,11 +8,11 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
 use super::Ctx;
-use crate::config::ServerSection;
+use crate::config::Server;
 use crate::gate;
 
 pub fn rewrite_request(
-    server: &ServerSection,
+    server: &Server,
     session: &Session,
     upstream: &mut RequestHeader,
     ctx: &Ctx,
@@ -23,7 +23,7 @@ pub fn rewrite_request(
         .as_ref()
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
     let path = if route.strip_prefix {
-        gate::strip(&route.prefix, &ctx.path)
+        route.prefix.strip(&ctx.path)
     } else {
         ctx.path.clone()
     };
@@ -98,7 +98,7 @@ pub fn rewrite_request(
 
 /// The client's address: the socket peer, or, when the peer is a trusted proxy, the nearest
 /// untrusted address in its `X-Forwarded-For` chain.
-pub fn client_ip(server: &ServerSection, session: &Session) -> Option<IpAddr> {
+pub fn client_ip(server: &Server, session: &Session) -> Option<IpAddr> {
     let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
@@ -125,6 +125,6 @@ pub fn client_ip(server: &ServerSection, session: &Session) -> Option<IpAddr> {
     Some(client)
 }
 
-fn is_trusted(server: &ServerSection, ip: IpAddr) -> bool {
+fn is_trusted(server: &Server, ip: IpAddr) -> bool {
     server.trusted_proxies.iter().any(|net| net.contains(&ip))
 }

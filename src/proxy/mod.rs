@@ -178,7 +178,11 @@ impl ProxyHttp for Proxy {
         let own = self.own.find(&path).filter(|endpoint| {
             // A verifier routes the gateway's paths only where a route names them.
             *endpoint != own::Endpoint::GatewayOnly
-                || self.app.routes.find(&path).is_none_or(|r| r.prefix == "/")
+                || self
+                    .app
+                    .routes
+                    .find(&path)
+                    .is_none_or(|r| r.prefix.is_root())
         });
         if let Some(endpoint) = own {
             ctx.label = self.label_own.clone();
@@ -221,7 +225,7 @@ impl ProxyHttp for Proxy {
                 "no route chosen before upstream_peer",
             )
         })?;
-        let mut peer = HttpPeer::new(route.upstream, false, String::new());
+        let mut peer = HttpPeer::new(route.upstream.addr, false, String::new());
         peer.options.connection_timeout = Some(std::time::Duration::from_secs(5));
         Ok(Box::new(peer))
     }

@@ -39,9 +39,9 @@ pub struct Endpoints {
 
 impl Endpoints {
     pub fn new(app: &Arc<App>, schema: AuthgateSchema) -> Endpoints {
-        let public_url = app.config.server.public_url.trim_end_matches('/');
+        let public_url = app.config.server.public_url.as_str();
         let discovery = serde_json::json!({
-            "issuer": app.config.issuer(),
+            "issuer": app.config.jwt.issuer,
             "jwks_uri": format!("{public_url}/.well-known/jwks.json"),
             "id_token_signing_alg_values_supported": ["RS256"],
             "subject_types_supported": ["public"],

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pingora::connectors::http::Connector;
 use tokio::sync::Mutex;
 
-pub use http::JwksUrl;
-
-use crate::config::Config;
+use crate::config::{HttpUrl, KeySource, Verifier};
 use crate::keys::{self, KeyRing};
 use crate::metrics::Metrics;
 
@@ -31,7 +29,7 @@ const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// Where a verifier's keys come from.
 pub enum Source {
     Jwks {
-        url: JwksUrl,
+        url: HttpUrl,
         connector: Box<Connector>,
     },
     PemFile(PathBuf),
@@ -64,30 +62,28 @@ pub struct KeyFetcher {
 }
 
 impl KeyFetcher {
-    /// The fetcher of a verifier's configuration (validated: exactly one source is set). A
-    /// PEM file is read now: one that cannot be used is a configuration error, found at start.
-    /// Errors name their config key.
-    pub fn from_config(config: &Config, ring: Arc<KeyRing>) -> Result<KeyFetcher, String> {
+    /// The fetcher of a verifier's configuration. A PEM file is read now: one that cannot be
+    /// used is a configuration error, found at start. Errors name their config key.
+    pub fn new(config: &Verifier, ring: Arc<KeyRing>) -> Result<KeyFetcher, String> {
         let mut attempts = Attempts::default();
-        let source = if config.jwt.public_key_file.is_empty() {
-            Source::Jwks {
-                url: JwksUrl::parse(&config.jwt.jwks_url)
-                    .map_err(|e| format!("config key `jwt.jwks_url`: {e}"))?,
+        let source = match &config.keys {
+            KeySource::Jwks(url) => Source::Jwks {
+                url: url.clone(),
                 connector: Box::new(Connector::new(None)),
+            },
+            KeySource::PemFile(path) => {
+                attempts.file_stamp = file_stamp(path);
+                let keys = read_pem_file(path)
+                    .map_err(|e| format!("config key `jwt.public_key_file`: {e}"))?;
+                ring.replace(keys);
+                Source::PemFile(path.clone())
             }
-        } else {
-            let path = PathBuf::from(&config.jwt.public_key_file);
-            attempts.file_stamp = file_stamp(&path);
-            let keys = read_pem_file(&path)
-                .map_err(|e| format!("config key `jwt.public_key_file`: {e}"))?;
-            ring.replace(keys);
-            Source::PemFile(path)
         };
         Ok(KeyFetcher {
             source,
             ring,
-            refresh: config.jwt.jwks_refresh.as_std(),
-            min_interval: config.jwt.jwks_min_interval.as_std(),
+            refresh: config.jwks_refresh,
+            min_interval: config.jwks_min_interval,
             attempts: Mutex::new(attempts),
         })
     }
