@@ -229,6 +229,9 @@ const FORM_LIMIT: usize = 16 * 1024;
 /// to read the 413 on a live connection. Past this the connection is simply closed.
 const DRAIN_LIMIT: u64 = 1024 * 1024;
 
+/// How long draining may take at most, so a slow sender cannot hold the answer back.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Reads the whole request body, or `None` when it exceeds `limit` bytes.
 async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>>> {
     let declared = session
@@ -254,11 +257,16 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>
     Ok(Some(body))
 }
 
-async fn drain(session: &mut Session, mut seen: u64) {
-    while seen <= DRAIN_LIMIT {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => seen += chunk.len() as u64,
-            _ => return,
+/// Reads and drops what is left of the request body, up to [`DRAIN_LIMIT`] bytes in all
+/// (`seen` already read) and [`DRAIN_TIME`].
+pub(super) async fn drain(session: &mut Session, mut seen: u64) {
+    let read = async {
+        while seen <= DRAIN_LIMIT {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => seen += chunk.len() as u64,
+                _ => return,
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read).await;
 }
