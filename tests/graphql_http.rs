@@ -152,3 +152,30 @@ async fn own_endpoints_win_over_routes_and_ignore_spoofed_identity() {
         .unwrap();
     assert_eq!(resp.status(), 405);
 }
+
+#[tokio::test]
+async fn invalid_utf8_anywhere_in_the_body_is_400() {
+    let mut gate = start(&[]).await;
+    // The bad bytes sit in a field nobody reads, in a key, and in an unused variable.
+    for body in [
+        &b"{\"query\": \"{ publicKey }\", \"x\": \"\xff\"}"[..],
+        &b"{\"query\": \"{ publicKey }\", \"\xc3\x28\": 1}"[..],
+        &b"{\"query\": \"{ publicKey }\", \"variables\": {\"v\": \"\xed\xa0\x80\"}}"[..],
+    ] {
+        let resp = client()
+            .post(gate.url("/graphql"))
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let shown = String::from_utf8_lossy(body);
+        assert_eq!(resp.status(), 400, "{shown}");
+        let reply: Value = resp.json().await.unwrap();
+        assert_eq!(
+            reply["errors"][0]["message"], "request body is not UTF-8",
+            "{reply}"
+        );
+    }
+    gate.assert_healthy().await;
+}
