@@ -496,3 +496,253 @@ async fn metrics_count_requests_and_outcomes() {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
 }
+
+/// An upstream that answers `200 ok` on keep-alive connections until it is stopped. Stopping
+/// closes its listener; the connections it holds (those the gateway pooled) stay open but close
+/// on their next request without answering, as when a request races a server going away.
+struct StoppableUpstream {
+    addr: std::net::SocketAddr,
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl StoppableUpstream {
+    async fn start() -> StoppableUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stopped.clone();
+        let accepting = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_req| {
+                        let stopped = flag.load(std::sync::atomic::Ordering::SeqCst);
+                        async move {
+                            if stopped {
+                                return Err(std::io::Error::other("stopped"));
+                            }
+                            Ok(hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from_static(b"ok"),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        StoppableUpstream {
+            addr,
+            stopped,
+            accepting,
+        }
+    }
+
+    async fn stop(self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.accepting.abort();
+        let _ = self.accepting.await;
+    }
+}
+
+/// One HTTP/1.1 response read off a raw connection.
+struct RawResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn announces_close(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
+}
+
+/// Reads exactly one response (header, then `Content-Length` bytes unless `head`); an early
+/// end, a reset or a timeout is an error naming what was received.
+async fn read_response(
+    stream: &mut tokio::net::TcpStream,
+    head: bool,
+) -> Result<RawResponse, String> {
+    let timeout = std::time::Duration::from_secs(3);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let header_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match tokio::time::timeout(timeout, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) => return Err(format!("connection ended after {} bytes", buf.len())),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => return Err(format!("{e} after {} bytes", buf.len())),
+            Err(_) => return Err(format!("no complete header after {} bytes", buf.len())),
+        }
+    };
+    let text = String::from_utf8_lossy(&buf[..header_end]).into_owned();
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("bad status line in {text:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut response = RawResponse {
+        status,
+        headers,
+        body: buf[header_end..].to_vec(),
+    };
+    let length: usize = if head {
+        0
+    } else {
+        response
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("no content-length in {text:?}"))?
+    };
+    while response.body.len() < length {
+        match tokio::time::timeout(timeout, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) => return Err(format!("body ended at {} bytes", response.body.len())),
+            Ok(Ok(n)) => response.body.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => return Err(format!("{e} in the body")),
+            Err(_) => return Err("body timed out".into()),
+        }
+    }
+    if response.body.len() > length {
+        return Err(format!(
+            "{} bytes past the response",
+            response.body.len() - length
+        ));
+    }
+    Ok(response)
+}
+
+/// Sends `request` on the client's keep-alive connection (a new one when there is none) and
+/// reads the answer. A response announcing `Connection: close` must then be followed by the
+/// close; otherwise the connection is kept for the next request. A failed exchange drops it.
+async fn keep_alive_exchange(
+    port: u16,
+    connection: &mut Option<tokio::net::TcpStream>,
+    request: &[u8],
+    head: bool,
+) -> Result<RawResponse, String> {
+    let mut stream = match connection.take() {
+        Some(stream) => stream,
+        None => tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?,
+    };
+    stream
+        .write_all(request)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let response = read_response(&mut stream, head).await?;
+    if response.announces_close() {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            stream.read_to_end(&mut rest),
+        )
+        .await;
+        if !matches!(read, Ok(Ok(0))) {
+            return Err(format!("not closed after Connection: close ({read:?})"));
+        }
+    } else {
+        *connection = Some(stream);
+    }
+    Ok(response)
+}
+
+#[tokio::test]
+async fn upstream_stopping_gives_every_keep_alive_client_a_complete_502() {
+    let upstream = StoppableUpstream::start().await;
+    let mut gate = Authgate::builder()
+        .routes(&format!(
+            "[[routes]]\nprefix = \"/\"\nupstream = \"{}\"\nauth = \"none\"\n",
+            upstream.addr
+        ))
+        .start(None)
+        .await;
+    let port = gate.port;
+    const CLIENTS: usize = 16;
+    const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n";
+    const HEAD: &[u8] = b"HEAD /x HTTP/1.1\r\nHost: t\r\n\r\n";
+
+    // Warm: every client gets a 200 at once, so the gateway pools several upstream connections.
+    let warm = (0..CLIENTS).map(|_| async move {
+        let mut connection = None;
+        let response = keep_alive_exchange(port, &mut connection, GET, false).await;
+        (connection, response)
+    });
+    let mut connections = Vec::new();
+    for (connection, response) in futures_util::future::join_all(warm).await {
+        let response = response.unwrap();
+        assert_eq!(response.status, 200);
+        connections.push(connection);
+    }
+
+    upstream.stop().await;
+
+    // Each client sends a GET, a POST with a body, a HEAD and a GET on its connection.
+    let post = {
+        let body = vec![b'x'; 512 * 1024];
+        let mut request = format!(
+            "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        request
+    };
+    let clients = connections.into_iter().map(|mut connection| {
+        let post = post.clone();
+        async move {
+            let mut outcomes = Vec::new();
+            for (request, head) in [(GET, false), (&post[..], false), (HEAD, true), (GET, false)] {
+                let outcome = keep_alive_exchange(port, &mut connection, request, head).await;
+                outcomes.push(outcome.and_then(|response| {
+                    let json = response.header("content-type") == Some("application/json");
+                    let body: Value = serde_json::from_slice(&response.body).unwrap_or_default();
+                    let complete = head || body["error"] == "bad_gateway";
+                    if response.status == 502 && json && complete {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "status {} {:?} {}",
+                            response.status,
+                            response.headers,
+                            String::from_utf8_lossy(&response.body)
+                        ))
+                    }
+                }));
+            }
+            outcomes
+        }
+    });
+    let failures: Vec<String> = futures_util::future::join_all(clients)
+        .await
+        .into_iter()
+        .flatten()
+        .filter_map(Result::err)
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {failures:#?}",
+        failures.len(),
+        CLIENTS * 4
+    );
+    gate.assert_healthy().await;
+}

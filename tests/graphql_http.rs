@@ -33,6 +33,7 @@ async fn bad_requests_get_clear_errors_and_the_server_stays_healthy() {
         (0..20).map(|_| Ok(vec![b' '; 8192])).collect();
     let resp = client()
         .post(&url)
+        .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
             chunks,
         )))
@@ -44,6 +45,7 @@ async fn bad_requests_get_clear_errors_and_the_server_stays_healthy() {
     // Exactly at the limit is read (and is then just malformed JSON).
     let resp = client()
         .post(&url)
+        .header("content-type", "application/json")
         .body(vec![b' '; 65_536])
         .send()
         .await
@@ -56,7 +58,13 @@ async fn bad_requests_get_clear_errors_and_the_server_stays_healthy() {
         (b"[]".to_vec(), "not a GraphQL JSON request"),
         (b"".to_vec(), "not a GraphQL JSON request"),
     ] {
-        let resp = client().post(&url).body(body).send().await.unwrap();
+        let resp = client()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 400, "{what}");
         let reply: Value = resp.json().await.unwrap();
         assert!(
@@ -151,4 +159,77 @@ async fn own_endpoints_win_over_routes_and_ignore_spoofed_identity() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 405);
+}
+
+#[tokio::test]
+async fn invalid_utf8_anywhere_in_the_body_is_400() {
+    let mut gate = start(&[]).await;
+    // The bad bytes sit in a field nobody reads, in a key, and in an unused variable.
+    for body in [
+        &b"{\"query\": \"{ publicKey }\", \"x\": \"\xff\"}"[..],
+        &b"{\"query\": \"{ publicKey }\", \"\xc3\x28\": 1}"[..],
+        &b"{\"query\": \"{ publicKey }\", \"variables\": {\"v\": \"\xed\xa0\x80\"}}"[..],
+    ] {
+        let resp = client()
+            .post(gate.url("/graphql"))
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let shown = String::from_utf8_lossy(body);
+        assert_eq!(resp.status(), 400, "{shown}");
+        let reply: Value = resp.json().await.unwrap();
+        assert_eq!(
+            reply["errors"][0]["message"], "request body is not UTF-8",
+            "{reply}"
+        );
+    }
+    gate.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn a_post_must_declare_json_or_is_415() {
+    let mut gate = start(&[]).await;
+    let body = r#"{"query": "{ publicKey }"}"#;
+    for content_type in [
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut req = client().post(gate.url("/graphql")).body(body);
+        if let Some(content_type) = content_type {
+            req = req.header("content-type", content_type);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 415, "{content_type:?}");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let reply: Value = resp.json().await.unwrap();
+        let message = reply["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("application/json"), "{reply}");
+        assert!(reply.get("data").is_none(), "{reply}");
+    }
+    for content_type in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "APPLICATION/JSON",
+        "application/graphql-response+json",
+    ] {
+        let resp = client()
+            .post(gate.url("/graphql"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{content_type}");
+        let reply: Value = resp.json().await.unwrap();
+        assert!(
+            reply["data"]["publicKey"].is_string(),
+            "{content_type}: {reply}"
+        );
+    }
+    gate.assert_healthy().await;
 }

@@ -52,20 +52,21 @@ pub fn build_schema(app: Arc<App>, limits: &config::Graphql) -> AuthgateSchema {
 
 /// Runs one GraphQL-over-HTTP POST body (`{query, variables, operationName}`).
 pub async fn execute(schema: &AuthgateSchema, body: &[u8], caller: Caller) -> Reply {
-    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    // The whole body, not only the fields serde reads: it skips unknown ones unchecked.
+    let Ok(text) = std::str::from_utf8(body) else {
+        let message = "request body is not UTF-8";
+        return Reply::new(400, "application/json", error_body(message));
+    };
+    let is_object = text.trim_start().starts_with('{');
     let parsed = if is_object {
-        serde_json::from_slice(body)
+        serde_json::from_str(text)
     } else {
         Err(serde::de::Error::custom("expected a JSON object"))
     };
     let request: async_graphql::Request = match parsed {
         Ok(request) => request,
         Err(e) => {
-            let message = if std::str::from_utf8(body).is_err() {
-                "request body is not UTF-8".to_string()
-            } else {
-                format!("request body is not a GraphQL JSON request: {e}")
-            };
+            let message = format!("request body is not a GraphQL JSON request: {e}");
             return Reply::new(400, "application/json", error_body(&message));
         }
     };

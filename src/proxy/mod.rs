@@ -280,6 +280,13 @@ impl ProxyHttp for Proxy {
             },
         };
         if code > 0 && session.response_written().is_none() {
+            // Pingora closes the client connection after a failed proxy attempt, whatever we
+            // return (only errors before proxying honour `can_reuse_downstream`): say so in the
+            // response, or a keep-alive client sends its next request into a closed socket.
+            session.set_keepalive(None);
+            // Read what is left of the request body first (bounded): closing on unread bytes
+            // sends a reset, which can cost the client the answer.
+            own::drain(session, 0).await;
             let body = match code {
                 502 => ErrorBody::new("bad_gateway", "the upstream is unreachable or failed"),
                 400 => ErrorBody::new("bad_request", "the request could not be read"),

@@ -166,15 +166,9 @@ impl Endpoints {
 
     async fn graphql(&self, session: &mut Session) -> Result<Reply> {
         let limit = self.app.config.graphql.max_body_bytes;
-        let body = match read_body(session, limit).await? {
-            Some(body) => body,
-            None => {
-                return Ok(Reply::new(
-                    413,
-                    "application/json",
-                    graphql::error_body(&format!("request body is over {limit} bytes")),
-                ))
-            }
+        let body = match graphql_body(session, limit).await? {
+            Ok(body) => body,
+            Err(refusal) => return Ok(refusal),
         };
         let req = session.req_header();
         let caller = graphql::Caller {
@@ -229,6 +223,50 @@ const FORM_LIMIT: usize = 16 * 1024;
 /// to read the 413 on a live connection. Past this the connection is simply closed.
 const DRAIN_LIMIT: u64 = 1024 * 1024;
 
+/// How long draining may take at most, so a slow sender cannot hold the answer back.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The body of a `POST` to a GraphQL path, or the answer refusing it: `415` unless it is
+/// declared JSON (so a cross-site form or `text/plain` request, sent without a preflight, cannot
+/// run an operation), `413` over `limit` bytes. Every GraphQL path reads its body through here.
+pub(super) async fn graphql_body(
+    session: &mut Session,
+    limit: usize,
+) -> Result<std::result::Result<Vec<u8>, Reply>> {
+    if !is_json_content_type(&session.req_header().headers) {
+        drain(session, 0).await;
+        let message = "Content-Type must be application/json";
+        let reply = Reply::new(415, "application/json", graphql::error_body(message));
+        return Ok(Err(reply.with_header("accept", "application/json")));
+    }
+    Ok(match read_body(session, limit).await? {
+        Some(body) => Ok(body),
+        None => Err(Reply::new(
+            413,
+            "application/json",
+            graphql::error_body(&format!("request body is over {limit} bytes")),
+        )),
+    })
+}
+
+/// Whether the request has exactly one `Content-Type`, naming a JSON type a GraphQL `POST` may
+/// carry (`application/json` or `application/graphql-response+json`), in any case, with any
+/// parameters.
+fn is_json_content_type(headers: &http::HeaderMap) -> bool {
+    let mut values = headers.get_all(http::header::CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let media_type = value.split(';').next().unwrap_or_default();
+    let media_type = media_type.trim_matches([' ', '\t']);
+    ["application/json", "application/graphql-response+json"]
+        .iter()
+        .any(|json| media_type.eq_ignore_ascii_case(json))
+}
+
 /// Reads the whole request body, or `None` when it exceeds `limit` bytes.
 async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>>> {
     let declared = session
@@ -254,11 +292,79 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Vec<u8>
     Ok(Some(body))
 }
 
-async fn drain(session: &mut Session, mut seen: u64) {
-    while seen <= DRAIN_LIMIT {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => seen += chunk.len() as u64,
-            _ => return,
+/// Reads and drops what is left of the request body, up to [`DRAIN_LIMIT`] bytes in all
+/// (`seen` already read) and [`DRAIN_TIME`].
+pub(super) async fn drain(session: &mut Session, mut seen: u64) {
+    let read = async {
+        while seen <= DRAIN_LIMIT {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => seen += chunk.len() as u64,
+                _ => return,
+            }
         }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_content_type;
+
+    fn with(values: &[&str]) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        for value in values {
+            headers.append(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn json_media_types_are_accepted_with_parameters_in_any_case() {
+        for value in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/json;charset=UTF-8",
+            "APPLICATION/JSON",
+            " application/json ",
+            "application/graphql-response+json",
+            "Application/GraphQL-Response+JSON; charset=utf-8",
+        ] {
+            assert!(is_json_content_type(&with(&[value])), "{value}");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        for value in [
+            "text/plain",
+            "text/plain; charset=utf-8",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonx",
+            "application/json-seq",
+            "application/graphql",
+            "application/*",
+            "*/*",
+            "json",
+            "",
+            "; application/json",
+            "text/plain, application/json",
+        ] {
+            assert!(!is_json_content_type(&with(&[value])), "{value:?}");
+        }
+        assert!(!is_json_content_type(&with(&[])));
+        assert!(!is_json_content_type(&with(&[
+            "application/json",
+            "text/plain"
+        ])));
+        let mut opaque = http::HeaderMap::new();
+        opaque.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_bytes(b"application/json\xff").unwrap(),
+        );
+        assert!(!is_json_content_type(&opaque));
     }
 }
