@@ -61,11 +61,15 @@ fn graphql_me(c: &mut Criterion) {
         .unwrap();
     let accounts = app.accounts.clone().unwrap();
     let user = runtime
-        .block_on(accounts.create_account(authgate::accounts::NewAccount {
-            email: "me@example.com".into(),
-            verified: true,
-            ..Default::default()
-        }))
+        .block_on(
+            accounts
+                .registration
+                .create_account(authgate::accounts::NewAccount {
+                    email: "me@example.com".into(),
+                    verified: true,
+                    ..Default::default()
+                }),
+        )
         .unwrap();
     let schema = build_schema(app.clone(), &app.config.graphql);
     let body = br#"{"query":"{ me { id email username verified roles dateJoined } }"}"#;

@@ -3,17 +3,18 @@
 
 use std::sync::Arc;
 
-use crate::accounts::storage::{RateLimiter, RefreshStore};
-use crate::accounts::{self, Accounts, Argon2Settings, EmailTokens, Hasher, PasswordPolicy};
+use crate::accounts::storage::{RateLimiter, RefreshStore, SessionError};
+use crate::accounts::{self, Accounts, Argon2Settings, EmailTokens, Hasher, Links, PasswordPolicy};
 use crate::config::{Config, Mode};
 use crate::email::Mailer;
 use crate::gate::RouteTable;
 use crate::jwt::TokenService;
 use crate::keys::{KeyError, KeyRing};
 use crate::metrics::Metrics;
+use crate::pages::links::NativeLinks;
 use crate::store::memory::MemoryLimiter;
 use crate::store::redis::{RedisConnector, RedisLimiter, RedisSessions};
-use crate::store::sled::{SledSessions, SledStore};
+use crate::store::sled::{OpenError, SledSessions, SledStore};
 use crate::verifier::KeyFetcher;
 
 pub struct App {
@@ -28,16 +29,35 @@ pub struct App {
     /// A random secret that the local CLI presents to the admin listener (`user create` while
     /// the server holds the store). Kept in the data directory, mode 0600.
     pub admin_token: Option<String>,
+    /// The links of mail sent through the native schema and the CLI.
+    pub links: Arc<dyn Links>,
 }
 
+/// Why the server (or a CLI command) could not start; each keeps its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A configuration problem, one line naming the key (exit 2).
     #[error("{0}")]
     Config(String),
     #[error("keys: {0}")]
     Keys(#[from] KeyError),
-    #[error("{0}")]
-    Other(String),
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    #[error(transparent)]
+    Sessions(#[from] SessionError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+        let what = what.into();
+        move |source| StartError::Io { what, source }
+    }
 }
 
 impl App {
@@ -59,11 +79,10 @@ impl App {
         let routes = RouteTable::new(&config.routes);
         let (accounts, admin_token, key_fetcher) = match &config.mode {
             Mode::Gateway => {
-                let store = SledStore::open(&config.storage.data_dir)
-                    .map_err(|e| StartError::Other(e.to_string()))?;
+                let store = SledStore::open(&config.storage.data_dir)?;
                 let accounts = build_accounts(&config, Arc::new(store), tokens.clone())?;
                 let admin_token = crate::admin::token::create(&config.storage.data_dir)
-                    .map_err(|e| StartError::Other(format!("admin token: {e}")))?;
+                    .map_err(StartError::io("admin token"))?;
                 (Some(Arc::new(accounts)), Some(admin_token), None)
             }
             Mode::Verifier(verifier) => {
@@ -73,13 +92,14 @@ impl App {
             }
         };
         Ok(Arc::new(App {
-            config,
             tokens,
             routes,
             metrics: Metrics::new(),
             accounts,
             admin_token,
             key_fetcher,
+            links: native_links(&config),
+            config,
         }))
     }
 }
@@ -94,7 +114,7 @@ pub fn build_accounts(
     let (sessions, limiter): (Arc<dyn RefreshStore>, Arc<dyn RateLimiter>) =
         match &config.storage.redis_url {
             None => {
-                let sessions = SledSessions::new(store.db()).map_err(StartError::Other)?;
+                let sessions = SledSessions::new(store.db())?;
                 (Arc::new(sessions), Arc::new(MemoryLimiter::default()))
             }
             Some(url) => {
@@ -114,12 +134,13 @@ pub fn build_accounts(
     })
     .map_err(StartError::Config)?;
     let mailer = Mailer::from_config(&config.email).map_err(StartError::Config)?;
-    let email_tokens = EmailTokens::open(&config.storage.data_dir)
-        .map_err(|e| StartError::Other(format!("{}: {e}", config.storage.data_dir.display())))?;
+    let email_tokens = EmailTokens::open(&config.storage.data_dir).map_err(StartError::io(
+        config.storage.data_dir.display().to_string(),
+    ))?;
     accounts::policy::preload();
     Ok(Accounts::new(accounts::Parts {
         api_keys: store.clone(),
-        store,
+        users: store,
         sessions,
         limiter,
         hasher,
@@ -138,7 +159,6 @@ pub fn build_accounts(
             reset_ttl: config.accounts.reset_ttl,
             refresh_ttl: config.jwt.refresh_ttl,
             delete_mode: config.accounts.delete_mode,
-            link_base: config.email.link_base.as_str().to_string(),
             rates: accounts::Rates {
                 login: config.rate_limit.login,
                 register: config.rate_limit.register,
@@ -146,4 +166,10 @@ pub fn build_accounts(
             },
         },
     }))
+}
+
+/// The links of mail sent through the native schema: authgate's own pages, under
+/// `email.link_base_url` or the public URL.
+pub fn native_links(config: &Config) -> Arc<dyn Links> {
+    Arc::new(NativeLinks::new(config.email.link_base.as_str()))
 }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod cookies;
 pub mod email;
 pub mod gate;
 pub mod graphql;

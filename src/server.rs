@@ -25,8 +25,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         ("server.listen", config.server.listen),
         ("server.admin_listen", config.server.admin_listen),
     ] {
-        std::net::TcpListener::bind(addr)
-            .map_err(|e| StartError::Other(format!("{key} {addr}: {e}")))?;
+        std::net::TcpListener::bind(addr).map_err(|source| StartError::Io {
+            what: format!("{key} {addr}"),
+            source,
+        })?;
     }
     let app = App::new(config)?;
     let config = &app.config;
@@ -75,10 +77,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())
-            .and_then(|rt| {
-                rt.block_on(accounts.store().flush())
-                    .map_err(|e| e.to_string())
-            });
+            .and_then(|rt| rt.block_on(accounts.flush()).map_err(|e| e.to_string()));
         if let Err(e) = flushed {
             tracing::error!(error = %e, "final flush of the user store failed");
         }

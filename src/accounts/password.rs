@@ -8,7 +8,7 @@ use argon2::password_hash::{PasswordHasher as _, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 
-use super::errors::Failure;
+use super::error::Failure;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Argon2Settings {

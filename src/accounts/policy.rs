@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::OnceLock;
 
-use super::errors::Failure;
+use super::error::{Code, Failure, Field};
 
 pub const MAX_LENGTH: usize = 128;
 const MAX_SIMILARITY: f64 = 0.7;
@@ -40,14 +40,15 @@ pub struct PasswordPolicy {
 }
 
 impl PasswordPolicy {
-    /// Every rule the password breaks, as errors on `field`.
-    pub fn check(&self, field: &str, password: &str, attributes: &Attributes<'_>) -> Failure {
+    /// Every rule a new password breaks.
+    pub fn check(&self, password: &str, attributes: &Attributes<'_>) -> Failure {
+        let field = Field::NewPassword;
         let mut failure = Failure::default();
         let length = password.chars().count();
         if length < self.min_length {
             failure.add(
                 field,
-                "password_too_short",
+                Code::PasswordTooShort,
                 format!(
                     "This password is too short. It must contain at least {} characters.",
                     self.min_length
@@ -57,7 +58,7 @@ impl PasswordPolicy {
         if length > MAX_LENGTH {
             failure.add(
                 field,
-                "password_too_long",
+                Code::PasswordTooLong,
                 format!(
                     "This password is too long. It must contain at most {MAX_LENGTH} characters."
                 ),
@@ -67,17 +68,21 @@ impl PasswordPolicy {
         if let Some(name) = too_similar(password, attributes) {
             failure.add(
                 field,
-                "password_too_similar",
+                Code::PasswordTooSimilar,
                 format!("The password is too similar to the {name}."),
             );
         }
         if common_passwords().contains(&password.trim().to_lowercase()) {
-            failure.add(field, "password_too_common", "This password is too common.");
+            failure.add(
+                field,
+                Code::PasswordTooCommon,
+                "This password is too common.",
+            );
         }
         if !password.is_empty() && password.chars().all(|c| c.is_ascii_digit()) {
             failure.add(
                 field,
-                "password_entirely_numeric",
+                Code::PasswordEntirelyNumeric,
                 "This password is entirely numeric.",
             );
         }
@@ -148,7 +153,12 @@ mod tests {
             ("username", Some("adalove")),
             ("first name", Some("Ada")),
         ];
-        policy.check("password", password, &attrs).codes()
+        policy
+            .check(password, &attrs)
+            .codes()
+            .into_iter()
+            .map(Code::as_str)
+            .collect()
     }
 
     #[test]

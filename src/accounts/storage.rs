@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::model::{ApiKey, User};
 use crate::config::Rate;
 
+/// A backend's own error, kept as the source of ours.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A unique field (`email`, `username`, `secondary_email`) is taken.
@@ -15,7 +18,13 @@ pub enum StoreError {
     #[error("no such user")]
     NotFound,
     #[error("user store: {0}")]
-    Backend(String),
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    pub fn backend(error: impl Into<BoxError>) -> StoreError {
+        StoreError::Backend(error.into())
+    }
 }
 
 /// Users, with case-insensitively unique emails (primary and secondary) and usernames.
@@ -74,7 +83,13 @@ pub enum Consumed {
 
 #[derive(Debug, thiserror::Error)]
 #[error("session store unavailable: {0}")]
-pub struct SessionError(pub String);
+pub struct SessionError(#[source] pub BoxError);
+
+impl SessionError {
+    pub fn new(error: impl Into<BoxError>) -> SessionError {
+        SessionError(error.into())
+    }
+}
 
 /// Refresh tokens: opaque, random, stored hashed, single-use, grouped in families.
 ///

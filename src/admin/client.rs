@@ -42,12 +42,10 @@ fn create_locally(
         let store = Arc::new(store);
         let accounts =
             crate::app::build_accounts(config, store.clone(), tokens).map_err(|e| e.to_string())?;
-        let created = if request.invite {
-            accounts.invite(&request.email).await
-        } else {
-            accounts.create_account(request.into()).await
-        };
-        let user = created.map_err(|f| describe(&f))?;
+        let links = crate::app::native_links(config);
+        let user = super::create(&accounts, links.as_ref(), request)
+            .await
+            .map_err(|f| describe(&f))?;
         Ok((user.id, user.email))
     })
 }
@@ -130,16 +128,7 @@ fn send(
 
 /// `email: A user with that email already exists. (unique)`
 pub fn describe(failure: &Failure) -> String {
-    failure
-        .0
-        .iter()
-        .flat_map(|(field, errors)| {
-            errors
-                .iter()
-                .map(move |e| format!("{field}: {} ({})", e.message, e.code))
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+    describe_json(&super::errors_json(failure.clone())).unwrap_or_default()
 }
 
 fn describe_json(errors: &serde_json::Value) -> Option<String> {

@@ -11,8 +11,9 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::{Failure, NewAccount};
+use crate::accounts::{Accounts, Code, Failure, Links, NewAccount, User};
 use crate::app::App;
+use crate::graphql::errors::{ArgNames, ExpectedErrors};
 
 pub struct Admin {
     app: Arc<App>,
@@ -50,6 +51,30 @@ impl From<CreateUser> for NewAccount {
     }
 }
 
+/// The admin API's argument names: `password` is the new account's.
+pub const CREATE_USER_ARGS: ArgNames = ArgNames {
+    new_password: "password",
+    current_password: "password",
+};
+
+/// The errors of a refused request, in the native form.
+pub fn errors_json(failure: Failure) -> serde_json::Value {
+    ExpectedErrors::new(failure, CREATE_USER_ARGS).to_json()
+}
+
+/// `user create` or `user invite`, here or through the admin listener.
+pub async fn create(
+    accounts: &Accounts,
+    links: &dyn Links,
+    request: CreateUser,
+) -> Result<User, Failure> {
+    if request.invite {
+        accounts.registration.invite(&request.email, links).await
+    } else {
+        accounts.registration.create_account(request.into()).await
+    }
+}
+
 /// Largest admin request body.
 const MAX_BODY: usize = 16 * 1024;
 
@@ -65,10 +90,11 @@ impl Admin {
             failing.push("keys");
         }
         if let Some(accounts) = &self.app.accounts {
-            if !accounts.store().ping().await {
+            let health = accounts.health().await;
+            if !health.users {
                 failing.push("store");
             }
-            if !accounts.sessions().ping().await {
+            if !health.sessions {
                 failing.push(if self.app.config.storage.redis_url.is_none() {
                     "sessions"
                 } else {
@@ -107,21 +133,16 @@ impl Admin {
         let request: CreateUser = match serde_json::from_slice(&body) {
             Ok(request) => request,
             Err(e) => {
-                let failure = Failure::general("invalid", format!("bad request body: {e}"));
-                return json(400, &serde_json::json!({ "errors": failure }));
+                let failure = Failure::general(Code::Invalid, format!("bad request body: {e}"));
+                return json(400, &serde_json::json!({ "errors": errors_json(failure) }));
             }
         };
-        let created = if request.invite {
-            accounts.invite(&request.email).await
-        } else {
-            accounts.create_account(request.into()).await
-        };
-        match created {
+        match create(accounts, self.app.links.as_ref(), request).await {
             Ok(user) => json(
                 201,
                 &serde_json::json!({ "id": user.id, "email": user.email }),
             ),
-            Err(failure) => json(422, &serde_json::json!({ "errors": failure })),
+            Err(failure) => json(422, &serde_json::json!({ "errors": errors_json(failure) })),
         }
     }
 }

@@ -1,18 +1,27 @@
-//! The GraphQL account API: a thin adapter from the schema to the account logic.
-//!
-//! Each area of the API is its own `#[Object]` merged into [`Query`] and [`Mutation`], so adding
-//! one is a new file and a line here.
+//! The native GraphQL account API (SPEC §7): a thin adapter from the schema to the account
+//! services, one file per area (the same areas as `crate::accounts`), merged into [`Query`]
+//! and [`Mutation`]. `errors` maps domain failures to the native error forms; `execute` runs a
+//! GraphQL-over-HTTP body for any schema (the dialects use it too).
 
-mod accounts;
-mod lifecycle;
-pub use accounts::REFRESH_COOKIE;
+mod api_keys;
+pub mod context;
+pub mod errors;
 mod keys;
+pub(crate) mod payload;
+mod profile;
+mod recovery;
+mod registration;
+mod secondary_email;
+mod sessions;
+mod staff;
 pub mod types;
+
+pub use context::REFRESH_COOKIE;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{EmptySubscription, MergedObject, ObjectType, Schema, SubscriptionType};
 
 use crate::app::App;
 use crate::config;
@@ -23,12 +32,21 @@ pub type AuthgateSchema = Schema<Query, Mutation, EmptySubscription>;
 #[derive(MergedObject, Default)]
 pub struct Query(
     keys::KeysQuery,
-    accounts::AccountsQuery,
-    lifecycle::LifecycleQuery,
+    profile::ProfileQuery,
+    registration::RegistrationQuery,
+    staff::StaffQuery,
+    api_keys::ApiKeysQuery,
 );
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(accounts::AccountsMutation, lifecycle::LifecycleMutation);
+pub struct Mutation(
+    registration::RegistrationMutation,
+    sessions::SessionsMutation,
+    profile::ProfileMutation,
+    recovery::RecoveryMutation,
+    secondary_email::SecondaryEmailMutation,
+    api_keys::ApiKeysMutation,
+);
 
 /// Who is calling: from the request's `Authorization` header, verified by the proxy.
 #[derive(Debug, Clone, Default)]
@@ -50,8 +68,15 @@ pub fn build_schema(app: Arc<App>, limits: &config::Graphql) -> AuthgateSchema {
     builder.finish()
 }
 
-/// Runs one GraphQL-over-HTTP POST body (`{query, variables, operationName}`).
-pub async fn execute(schema: &AuthgateSchema, body: &[u8], caller: Caller) -> Reply {
+/// Runs one GraphQL-over-HTTP POST body (`{query, variables, operationName}`) against any
+/// schema, with `data` (the caller) in its context.
+pub async fn execute<Q, M, S, D>(schema: &Schema<Q, M, S>, body: &[u8], data: D) -> Reply
+where
+    Q: ObjectType + 'static,
+    M: ObjectType + 'static,
+    S: SubscriptionType + 'static,
+    D: std::any::Any + Send + Sync,
+{
     // The whole body, not only the fields serde reads: it skips unknown ones unchecked.
     let Ok(text) = std::str::from_utf8(body) else {
         let message = "request body is not UTF-8";
@@ -70,7 +95,7 @@ pub async fn execute(schema: &AuthgateSchema, body: &[u8], caller: Caller) -> Re
             return Reply::new(400, "application/json", error_body(&message));
         }
     };
-    let response = schema.execute(request.data(caller)).await;
+    let response = schema.execute(request.data(data)).await;
     let body = serde_json::to_vec(&response).unwrap_or_else(|_| error_body("internal error"));
     let mut reply = Reply::new(200, "application/json", body);
     reply.headers.extend(
@@ -88,10 +113,10 @@ pub fn error_body(message: &str) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// The GraphiQL page served on `GET /graphql` when `graphql.playground` is on.
-pub fn graphiql_page() -> String {
+/// The GraphiQL page for a GraphQL endpoint, served on `GET` when `graphql.playground` is on.
+pub fn graphiql_page(endpoint: &str) -> String {
     async_graphql::http::GraphiQLSource::build()
-        .endpoint("/graphql")
+        .endpoint(endpoint)
         .title("authgate")
         .finish()
 }

@@ -1,26 +1,8 @@
-//! GraphQL types shared by the areas of the API: `ExpectedErrorType`, `DateTime`, `UserNode`.
+//! GraphQL types shared by the areas of the native API: `DateTime`, `UserNode`, `ApiKey`.
 
 use async_graphql::{InputValueError, InputValueResult, Object, Scalar, ScalarType, Value, ID};
 
-use crate::accounts::Failure;
-use crate::accounts::User;
-
-/// `{"<field>": [{"message": "...", "code": "..."}]}`; `nonFieldErrors` for the rest.
-pub struct ExpectedErrors(pub Failure);
-
-#[Scalar(name = "ExpectedErrorType")]
-impl ScalarType for ExpectedErrors {
-    fn parse(_value: Value) -> InputValueResult<Self> {
-        Err(InputValueError::custom("ExpectedErrorType is output only"))
-    }
-
-    fn to_value(&self) -> Value {
-        serde_json::to_value(&self.0)
-            .ok()
-            .and_then(|json| Value::from_json(json).ok())
-            .unwrap_or(Value::Null)
-    }
-}
+use crate::accounts::{ApiKey, User};
 
 /// An RFC 3339 UTC timestamp, e.g. `2026-11-22T15:04:05Z`.
 pub struct DateTime(pub i64);
@@ -91,5 +73,28 @@ impl UserNode {
     }
     async fn last_login(&self) -> Option<DateTime> {
         self.0.last_login.map(DateTime)
+    }
+}
+
+/// An API key as its owner sees it (never the key itself).
+pub struct ApiKeyNode(pub ApiKey);
+
+#[Object(name = "ApiKey")]
+impl ApiKeyNode {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The first characters of the key.
+    async fn prefix(&self) -> &str {
+        &self.0.prefix
+    }
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.created_at)
+    }
+    async fn last_used_at(&self) -> Option<DateTime> {
+        self.0.last_used_at.map(DateTime)
     }
 }

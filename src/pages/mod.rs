@@ -1,5 +1,7 @@
-//! authgate's own HTML pages (activation result, and later password forms). Small, no
-//! JavaScript, autoescaped templates.
+//! authgate's own HTML pages (link results, password forms) and the links that lead to them.
+//! Small, no JavaScript, autoescaped templates.
+
+pub mod links;
 
 use std::sync::OnceLock;
 
@@ -51,28 +53,15 @@ pub fn password_form(
 }
 
 /// Parses an `application/x-www-form-urlencoded` body or query string.
-pub fn form_fields(text: &str) -> Vec<(String, String)> {
-    text.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(key), decode(value))
-        })
-        .collect()
-}
-
-fn decode(text: &str) -> String {
-    let spaced = text.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8_lossy()
-        .into_owned()
+pub fn form_fields(text: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(text).into_owned().collect()
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn forms_parse() {
-        let fields = super::form_fields("token=a%2Bb.c&new_password1=p+q%26r&x");
+        let fields = super::form_fields(b"token=a%2Bb.c&new_password1=p+q%26r&x");
         assert_eq!(fields[0], ("token".into(), "a+b.c".into()));
         assert_eq!(fields[1], ("new_password1".into(), "p q&r".into()));
         assert_eq!(fields[2], ("x".into(), "".into()));

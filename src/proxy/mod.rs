@@ -107,7 +107,7 @@ impl Proxy {
 
     async fn api_key_owner(&self, key: &str) -> Option<Identity> {
         let accounts = self.app.accounts.as_ref()?;
-        match accounts.resolve_api_key(key).await {
+        match accounts.api_keys.resolve(key).await {
             Ok(subject) => subject.map(|s| Identity::from_subject(s, gate::AuthMethod::ApiKey)),
             Err(failure) => {
                 tracing::error!(codes = ?failure.codes(), "API key lookup failed");

@@ -10,6 +10,7 @@ use pingora::Result;
 use super::pages;
 use crate::app::App;
 use crate::graphql::{self, AuthgateSchema};
+use crate::pages::links;
 use crate::reply::{ErrorBody, Reply};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +55,7 @@ impl Endpoints {
                 .config
                 .graphql
                 .playground
-                .then(|| super::bytes_of(graphql::graphiql_page())),
+                .then(|| super::bytes_of(graphql::graphiql_page("/graphql"))),
             openid_configuration: super::bytes_of(
                 serde_json::to_vec(&discovery).unwrap_or_default(),
             ),
@@ -66,10 +67,10 @@ impl Endpoints {
             "/.well-known/jwks.json" => return Some(Endpoint::Jwks),
             "/graphql" | "/graphql/" => Endpoint::Graphql,
             "/.well-known/openid-configuration" => Endpoint::OpenidConfiguration,
-            "/password/reset" => Endpoint::PasswordReset,
-            "/password/set" => Endpoint::PasswordSet,
-            _ if path.starts_with("/activate/") => Endpoint::Activate,
-            _ if path.starts_with("/verify-email/") => Endpoint::VerifyEmail,
+            links::PASSWORD_RESET => Endpoint::PasswordReset,
+            links::PASSWORD_SET => Endpoint::PasswordSet,
+            _ if path.starts_with(links::ACTIVATE) => Endpoint::Activate,
+            _ if path.starts_with(links::VERIFY_EMAIL) => Endpoint::VerifyEmail,
             _ => return None,
         };
         Some(match self.app.accounts {
@@ -139,10 +140,10 @@ impl Endpoints {
         };
         Ok(match (endpoint, method.as_str()) {
             (Endpoint::Activate, "GET") => {
-                pages::activate(accounts, &path["/activate/".len()..]).await
+                pages::activate(accounts, &path[links::ACTIVATE.len()..]).await
             }
             (Endpoint::VerifyEmail, "GET") => {
-                pages::verify_email(accounts, &path["/verify-email/".len()..]).await
+                pages::verify_email(accounts, &path[links::VERIFY_EMAIL.len()..]).await
             }
             (Endpoint::PasswordReset | Endpoint::PasswordSet, "GET") => {
                 let query = session.req_header().uri.query().unwrap_or("").to_string();
@@ -174,7 +175,7 @@ impl Endpoints {
         let caller = graphql::Caller {
             user_id: self.caller_id(req),
             client_ip: super::forward::client_ip(&self.app.config.server, session),
-            refresh_cookie: cookie(req, graphql::REFRESH_COOKIE),
+            refresh_cookie: crate::cookies::read(&req.headers, graphql::REFRESH_COOKIE),
         };
         Ok(graphql::execute(&self.schema, &body, caller).await)
     }
@@ -193,19 +194,6 @@ impl Endpoints {
             _ => None,
         }
     }
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie(req: &pingora::http::RequestHeader, name: &str) -> Option<String> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim_matches('"').to_string())
-        .filter(|v| !v.is_empty())
 }
 
 fn method_not_allowed(allow: &'static str) -> Reply {

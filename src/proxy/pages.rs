@@ -1,8 +1,9 @@
 //! authgate's HTML pages over HTTP: activation and secondary-email links, and the
 //! password reset / set forms. The account logic decides; [`crate::pages`] renders.
 
-use crate::accounts::{Accounts, Failure, Purpose};
+use crate::accounts::{Accounts, Code, Failure, Purpose};
 use crate::pages;
+use crate::pages::links::{PASSWORD_RESET, PASSWORD_SET};
 
 use crate::reply::Reply;
 
@@ -22,14 +23,14 @@ fn result(status: u16, title: &str, message: &str, ok: bool) -> Reply {
 
 /// The page for a failed link, by the failure's code.
 fn link_failure(failure: &Failure, what: &str) -> Reply {
-    match failure.codes().first().copied() {
-        Some("expired_token") => result(
+    match failure.code() {
+        Some(Code::ExpiredToken) => result(
             400,
             "Link expired",
             &format!("This {what} link has expired. Ask for a new one."),
             false,
         ),
-        Some("service_unavailable") => result(
+        Some(Code::ServiceUnavailable) => result(
             503,
             "Try again shortly",
             "The service is temporarily unavailable.",
@@ -45,14 +46,14 @@ fn link_failure(failure: &Failure, what: &str) -> Reply {
 }
 
 pub async fn activate(accounts: &Accounts, token: &str) -> Reply {
-    match accounts.verify_account(token).await {
+    match accounts.registration.verify_account(token).await {
         Ok(_) => result(
             200,
             "Account verified",
             "Your email address is confirmed. You can close this page and sign in.",
             true,
         ),
-        Err(f) if f.codes() == ["already_verified"] => result(
+        Err(f) if f.is(Code::AlreadyVerified) => result(
             200,
             "Already verified",
             "This account is already verified. You can sign in.",
@@ -63,20 +64,20 @@ pub async fn activate(accounts: &Accounts, token: &str) -> Reply {
 }
 
 pub async fn verify_email(accounts: &Accounts, token: &str) -> Reply {
-    match accounts.verify_secondary_email(token).await {
+    match accounts.secondary_email.verify(token).await {
         Ok(()) => result(
             200,
             "Email confirmed",
             "This address is now the secondary email of your account.",
             true,
         ),
-        Err(f) if f.codes() == ["already_verified"] => result(
+        Err(f) if f.is(Code::AlreadyVerified) => result(
             200,
             "Already confirmed",
             "This address is already confirmed.",
             true,
         ),
-        Err(f) if f.codes() == ["unique"] => result(
+        Err(f) if f.is(Code::Unique) => result(
             400,
             "Address taken",
             "This address now belongs to another account.",
@@ -88,12 +89,8 @@ pub async fn verify_email(accounts: &Accounts, token: &str) -> Reply {
 
 fn titles(purpose: Purpose) -> (&'static str, &'static str, &'static str) {
     match purpose {
-        Purpose::PasswordSet => ("Choose your password", "/password/set", "Password set"),
-        _ => (
-            "Choose a new password",
-            "/password/reset",
-            "Password changed",
-        ),
+        Purpose::PasswordSet => ("Choose your password", PASSWORD_SET, "Password set"),
+        _ => ("Choose a new password", PASSWORD_RESET, "Password changed"),
     }
 }
 
@@ -104,8 +101,8 @@ pub async fn password_form(
     query: &str,
     min_length: usize,
 ) -> Reply {
-    let token = field(&pages::form_fields(query), "token");
-    match accounts.password_token_user(&token, purpose).await {
+    let token = field(&pages::form_fields(query.as_bytes()), "token");
+    match accounts.recovery.password_token_user(&token, purpose).await {
         Ok(user) if purpose == Purpose::PasswordSet && user.password_hash.is_some() => result(
             400,
             "Password already set",
@@ -130,10 +127,11 @@ pub async fn password_submit(
     body: &[u8],
     min_length: usize,
 ) -> Reply {
-    let fields = pages::form_fields(&String::from_utf8_lossy(body));
+    let fields = pages::form_fields(body);
     let token = field(&fields, "token");
     let (title, action, done) = titles(purpose);
     match accounts
+        .recovery
         .reset_password(
             &token,
             purpose,
@@ -149,20 +147,24 @@ pub async fn password_submit(
             true,
         ),
         Err(f)
-            if f.codes()
-                .iter()
-                .any(|c| ["invalid_token", "expired_token", "service_unavailable"].contains(c)) =>
+            if [
+                Code::InvalidToken,
+                Code::ExpiredToken,
+                Code::ServiceUnavailable,
+            ]
+            .iter()
+            .any(|c| f.has(*c)) =>
         {
             link_failure(&f, "password")
         }
-        Err(f) if f.codes() == ["password_already_set"] => result(
+        Err(f) if f.is(Code::PasswordAlreadySet) => result(
             400,
             "Password already set",
             "This account already has a password.",
             false,
         ),
         Err(f) => {
-            let errors: Vec<String> = f.0.values().flatten().map(|e| e.message.clone()).collect();
+            let errors: Vec<String> = f.problems().iter().map(|p| p.message.clone()).collect();
             page(
                 400,
                 pages::password_form(title, action, &token, &errors, min_length),

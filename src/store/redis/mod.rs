@@ -57,5 +57,5 @@ impl RedisConnector {
 }
 
 pub fn redis_err(e: redis::RedisError) -> SessionError {
-    SessionError(e.to_string())
+    SessionError::new(e)
 }

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::accounts::storage::StoreError;
+use crate::accounts::storage::{BoxError, SessionError, StoreError};
 
 /// Bumped when the on-disk layout changes; a store of another version is refused.
 const FORMAT_VERSION: u32 = 1;
@@ -39,21 +39,36 @@ pub enum OpenError {
     Other { path: String, reason: String },
 }
 
-pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+pub(super) fn backend(e: impl Into<BoxError>) -> StoreError {
+    StoreError::backend(e)
 }
 
-pub(super) type Tx = ConflictableTransactionError<StoreError>;
+/// The error a transaction closure aborts with.
+pub(super) type Tx<E = StoreError> = ConflictableTransactionError<E>;
 
-pub(super) fn tx_err(e: TransactionError<StoreError>) -> StoreError {
+/// Aborts a transaction with `e`.
+pub(super) fn abort<E>(e: E) -> Tx<E> {
+    ConflictableTransactionError::Abort(e)
+}
+
+/// The error of a finished transaction: what it aborted with, or sled's own.
+pub(super) fn tx_err<E: From<sled::Error>>(e: TransactionError<E>) -> E {
     match e {
         TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => backend(e),
+        TransactionError::Storage(e) => e.into(),
     }
 }
 
-pub(super) fn abort(e: StoreError) -> Tx {
-    ConflictableTransactionError::Abort(e)
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> StoreError {
+        StoreError::backend(e)
+    }
+}
+
+impl From<sled::Error> for SessionError {
+    fn from(e: sled::Error) -> SessionError {
+        SessionError::new(e)
+    }
 }
 
 impl SledStore {

@@ -3,10 +3,11 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::transaction::TransactionalTree;
 use sled::Transactional;
 
-use crate::accounts::storage::{Consumed, RefreshRecord, RefreshStore, SessionError};
+use super::{abort, tx_err};
+use crate::accounts::storage::{BoxError, Consumed, RefreshRecord, RefreshStore, SessionError};
 
 pub struct SledSessions {
     db: sled::Db,
@@ -21,17 +22,10 @@ struct Stored {
     used: bool,
 }
 
-type Tx = ConflictableTransactionError<SessionError>;
+type Tx = super::Tx<SessionError>;
 
-fn err(e: impl std::fmt::Display) -> SessionError {
-    SessionError(e.to_string())
-}
-
-fn tx_err(e: TransactionError<SessionError>) -> SessionError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => err(e),
-    }
+fn err(e: impl Into<BoxError>) -> SessionError {
+    SessionError::new(e)
 }
 
 fn list(tree: &TransactionalTree, key: &str) -> Result<Vec<String>, Tx> {
@@ -45,8 +39,7 @@ fn put_list(tree: &TransactionalTree, key: &str, items: &[String]) -> Result<(),
     if items.is_empty() {
         tree.remove(key.as_bytes())?;
     } else {
-        let bytes =
-            serde_json::to_vec(items).map_err(|e| ConflictableTransactionError::Abort(err(e)))?;
+        let bytes = serde_json::to_vec(items).map_err(|e| abort(err(e)))?;
         tree.insert(key.as_bytes(), bytes)?;
     }
     Ok(())
@@ -75,8 +68,8 @@ fn load(tokens: &TransactionalTree, hash: &str) -> Result<Option<Stored>, Tx> {
 }
 
 impl SledSessions {
-    pub fn new(db: &sled::Db) -> Result<SledSessions, String> {
-        let open = |name: &str| db.open_tree(name).map_err(|e| e.to_string());
+    pub fn new(db: &sled::Db) -> Result<SledSessions, SessionError> {
+        let open = |name: &str| db.open_tree(name).map_err(SessionError::new);
         Ok(SledSessions {
             db: db.clone(),
             tokens: open("refresh_tokens")?,
@@ -130,8 +123,7 @@ impl RefreshStore for SledSessions {
                     return Ok(Consumed::Reused(stored.record));
                 }
                 stored.used = true;
-                let bytes = serde_json::to_vec(&stored)
-                    .map_err(|e| ConflictableTransactionError::Abort(err(e)))?;
+                let bytes = serde_json::to_vec(&stored).map_err(|e| abort(err(e)))?;
                 tokens.insert(token_hash.as_bytes(), bytes)?;
                 Ok(Consumed::Rotated(stored.record))
             })

@@ -1,0 +1,150 @@
+//! Sessions: `tokenAuth` (login), `refreshToken` (rotation with reuse detection),
+//! `revokeToken`, `revokeAllTokens`, and `verifyToken`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::core::{clean, Core};
+use super::error::{Code, Failure};
+use super::model::User;
+use super::secret;
+use super::storage::Consumed;
+use super::TokenPair;
+use crate::jwt::{unix_now, Claims, Rejection};
+
+/// What `login` takes: one identifier and the password.
+#[derive(Debug, Clone, Default)]
+pub struct LoginRequest {
+    pub email: Option<String>,
+    pub username: Option<String>,
+    pub password: String,
+}
+
+pub struct LoggedIn {
+    pub user: User,
+    pub tokens: TokenPair,
+    pub unarchiving: bool,
+}
+
+/// Refresh tokens we are willing to look up; ours are 43 characters.
+const MAX_REFRESH_TOKEN: usize = 256;
+
+fn invalid_refresh() -> Failure {
+    Failure::general(Code::InvalidToken, "Invalid refresh token.")
+}
+
+fn presented(refresh_token: Option<&str>) -> Result<&str, Failure> {
+    refresh_token
+        .filter(|t| !t.is_empty() && t.len() <= MAX_REFRESH_TOKEN)
+        .ok_or_else(invalid_refresh)
+}
+
+pub struct Sessions {
+    core: Arc<Core>,
+}
+
+impl Sessions {
+    pub(super) fn new(core: Arc<Core>) -> Sessions {
+        Sessions { core }
+    }
+
+    /// Checks the password of the account an identifier names and starts a session. Unknown
+    /// accounts, and accounts without a password, cost one verification too.
+    pub async fn login(
+        &self,
+        request: LoginRequest,
+        ip: Option<IpAddr>,
+    ) -> Result<LoggedIn, Failure> {
+        let core = &self.core;
+        let settings = &core.settings;
+        let email = clean(request.email).filter(|_| settings.login_by_email);
+        let username = clean(request.username).filter(|_| settings.login_by_username);
+        let named = email.as_deref().or(username.as_deref());
+        core.limit("login", settings.rates.login, ip, named).await?;
+        let found = match (&email, &username) {
+            (Some(email), _) => core.users.find_by_email(email).await?,
+            (None, Some(name)) => core.users.find_by_username(name).await?,
+            (None, None) => None,
+        };
+        let hash = found.as_ref().and_then(|u| u.password_hash.clone());
+        let ok = core
+            .hasher
+            .verify(hash.clone(), request.password.clone())
+            .await?;
+        let mut user = match found {
+            Some(user) if ok && user.is_active => user,
+            _ => return Err(Failure::invalid_credentials()),
+        };
+        if !user.verified && !settings.allow_unverified_login {
+            return Err(Failure::not_verified());
+        }
+        let unarchiving = user.archived;
+        user.archived = false;
+        user.last_login = Some(unix_now());
+        if hash.as_deref().is_some_and(|h| core.hasher.needs_rehash(h)) {
+            user.password_hash = Some(core.hasher.hash(request.password).await?);
+        }
+        core.users.update(&user).await?;
+        let tokens = core.pair(&user, None).await?;
+        Ok(LoggedIn {
+            user,
+            tokens,
+            unarchiving,
+        })
+    }
+
+    /// Exchanges a refresh token for a new pair (rotation). A token presented twice revokes its
+    /// whole family.
+    pub async fn refresh(&self, refresh_token: Option<&str>) -> Result<(User, TokenPair), Failure> {
+        let core = &self.core;
+        let token = presented(refresh_token)?;
+        let record = match core
+            .sessions
+            .consume(&secret::hash(token), unix_now())
+            .await?
+        {
+            Consumed::Rotated(record) => record,
+            Consumed::Reused(record) => {
+                tracing::warn!(user = %record.user_id, "refresh token reused; its family is revoked");
+                return Err(invalid_refresh());
+            }
+            Consumed::Invalid => return Err(invalid_refresh()),
+        };
+        let user = match core.users.get(&record.user_id).await? {
+            Some(user) if user.is_active => user,
+            _ => {
+                let _ = core.sessions.revoke_user(&record.user_id).await;
+                return Err(invalid_refresh());
+            }
+        };
+        let pair = core.pair(&user, Some(record.family)).await?;
+        Ok((user, pair))
+    }
+
+    /// Revokes the session (token family) a refresh token belongs to.
+    pub async fn revoke(&self, refresh_token: Option<&str>) -> Result<(), Failure> {
+        let token = presented(refresh_token)?;
+        match self.core.sessions.revoke(&secret::hash(token)).await? {
+            Some(_) => Ok(()),
+            None => Err(invalid_refresh()),
+        }
+    }
+
+    /// Logs the caller out everywhere.
+    pub async fn revoke_all(&self, user_id: Option<&str>) -> Result<(), Failure> {
+        let user = self.core.active(user_id).await?;
+        self.core.end_sessions(&user.id).await
+    }
+
+    /// Checks an access token as the gate would and returns its claims.
+    pub fn verify_token(&self, token: &str) -> Result<Claims, Failure> {
+        self.core
+            .tokens
+            .verify(token)
+            .map(|claims| Claims::clone(&claims))
+            .map_err(|rejection| match rejection {
+                Rejection::Expired => Failure::general(Code::ExpiredToken, "Token expired."),
+                other => Failure::general(Code::InvalidToken, other.to_string()),
+            })
+    }
+}
