@@ -5,8 +5,6 @@
 //! random nonce. Tokens are single-use by what they bind to: activation dies once the account is
 //! verified, reset and set-password die when the password (its security stamp) changes.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,7 +13,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::jwt::unix_now;
+use crate::clock::unix_now;
+use crate::files::{write_atomic, Existing};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -77,15 +76,14 @@ impl EmailTokens {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(data_dir)?;
                 let key: [u8; 32] = rand::random();
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)?;
-                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-                file.write_all(&key)?;
-                file.sync_all()?;
-                Ok(EmailTokens { key })
+                match write_atomic(&path, &key, 0o600, Existing::Keep) {
+                    Ok(()) => Ok(EmailTokens { key }),
+                    // Another process made it first: theirs is the key.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        EmailTokens::open(data_dir)
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(e),
         }
@@ -150,6 +148,7 @@ impl EmailTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
     #[test]

@@ -146,36 +146,77 @@ fn header_safe(value: &str) -> String {
 
 /// Why a request may not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// No credential at all on a route that needs one.
+    Missing,
+    /// A credential header that cannot be read (twice, empty, not ASCII).
+    BadCredential(&'static str),
+    /// An API key nobody owns (any more).
+    UnknownApiKey,
+    /// A JWT that does not verify.
+    Token(Rejection),
+    /// A `require_verified` route and an unverified account.
+    Unverified,
+    /// A `roles` route and none of them.
+    InsufficientRole,
+}
+
+impl Cause {
+    /// A stable label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Cause::Missing => "missing",
+            Cause::BadCredential(_) => "bad_credential",
+            Cause::UnknownApiKey => "api_key",
+            Cause::Token(rejection) => rejection.reason(),
+            Cause::Unverified => "unverified",
+            Cause::InsufficientRole => "insufficient_role",
+        }
+    }
+}
+
+/// A refusal as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
+    pub cause: Cause,
     /// 401 or 403; 503 when a verifier cannot judge tokens yet.
     pub status: u16,
     /// The RFC 6750 / JSON `error`; `None` when no credential was given at all.
     pub error: Option<&'static str>,
     pub description: String,
-    /// A stable label for metrics.
-    pub reason: &'static str,
 }
 
-impl Denial {
-    fn unauthorized(
-        error: Option<&'static str>,
-        description: impl Into<String>,
-        reason: &'static str,
-    ) -> Self {
+impl From<Cause> for Denial {
+    fn from(cause: Cause) -> Denial {
+        let (status, error, description) = match &cause {
+            Cause::Missing => (401, None, "authentication required".to_string()),
+            Cause::BadCredential(what) => (401, Some("invalid_token"), what.to_string()),
+            Cause::UnknownApiKey => (
+                401,
+                Some("invalid_token"),
+                "unknown or revoked API key".to_string(),
+            ),
+            // Not the client's fault, and perhaps a valid token: say so, not 401.
+            Cause::Token(rejection @ Rejection::NoKeys) => {
+                (503, Some("temporarily_unavailable"), rejection.to_string())
+            }
+            Cause::Token(rejection) => (401, Some("invalid_token"), rejection.to_string()),
+            Cause::Unverified => (
+                403,
+                Some("unverified"),
+                "this route requires a verified account".to_string(),
+            ),
+            Cause::InsufficientRole => (
+                403,
+                Some("insufficient_role"),
+                "this route requires one of the roles it lists".to_string(),
+            ),
+        };
         Denial {
-            status: 401,
+            cause,
+            status,
             error,
-            description: description.into(),
-            reason,
-        }
-    }
-
-    fn forbidden(error: &'static str, description: &str) -> Self {
-        Denial {
-            status: 403,
-            error: Some(error),
-            description: description.to_string(),
-            reason: error,
+            description,
         }
     }
 }
@@ -200,65 +241,29 @@ pub fn authorize(
     if route.auth == AuthMode::None {
         return Outcome::Anonymous;
     }
+    let denied = |cause: Cause| Outcome::Denied(cause.into());
     let identity = match found {
-        Err(description) => {
-            return Outcome::Denied(Denial::unauthorized(
-                Some("invalid_token"),
-                description,
-                "bad_credential",
-            ))
-        }
+        Err(what) => return denied(Cause::BadCredential(what)),
         Ok(Credential::Missing) => {
             return match route.auth {
                 AuthMode::Optional => Outcome::Anonymous,
-                _ => Outcome::Denied(Denial::unauthorized(
-                    None,
-                    "authentication required",
-                    "missing",
-                )),
+                _ => denied(Cause::Missing),
             }
         }
         Ok(Credential::ApiKey(key)) => match api_key_owner(key) {
             Some(identity) => identity,
-            None => {
-                return Outcome::Denied(Denial::unauthorized(
-                    Some("invalid_token"),
-                    "unknown or revoked API key",
-                    "api_key",
-                ))
-            }
+            None => return denied(Cause::UnknownApiKey),
         },
         Ok(Credential::Jwt(token)) => match tokens.verify(token) {
             Ok(claims) => Identity::from_claims(&claims),
-            // Not the client's fault, and perhaps a valid token: say so, not 401.
-            Err(rejection @ Rejection::NoKeys) => {
-                return Outcome::Denied(Denial {
-                    status: 503,
-                    error: Some("temporarily_unavailable"),
-                    description: rejection.to_string(),
-                    reason: rejection.reason(),
-                })
-            }
-            Err(rejection) => {
-                return Outcome::Denied(Denial::unauthorized(
-                    Some("invalid_token"),
-                    rejection.to_string(),
-                    rejection.reason(),
-                ))
-            }
+            Err(rejection) => return denied(Cause::Token(rejection)),
         },
     };
     if route.require_verified && !identity.verified {
-        return Outcome::Denied(Denial::forbidden(
-            "unverified",
-            "this route requires a verified account",
-        ));
+        return denied(Cause::Unverified);
     }
     if !route.roles.is_empty() && !route.roles.iter().any(|r| identity.roles.contains(r)) {
-        return Outcome::Denied(Denial::forbidden(
-            "insufficient_role",
-            "this route requires one of the roles it lists",
-        ));
+        return denied(Cause::InsufficientRole);
     }
     Outcome::Authenticated(identity)
 }

@@ -12,13 +12,14 @@ mod jwk;
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{DecodingKey, EncodingKey};
+
+use crate::files::{write_atomic, Existing};
 use rsa::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
@@ -271,13 +272,6 @@ fn ensure_dir(dir: &Path) -> Result<(), KeyError> {
     Ok(())
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Generates a new key pair in `dir`; it becomes the signing key of that directory.
 pub fn generate(dir: &Path, bits: usize) -> Result<Arc<Key>, KeyError> {
     if ![2048, 3072, 4096].contains(&bits) {
@@ -299,38 +293,24 @@ pub fn generate(dir: &Path, bits: usize) -> Result<Arc<Key>, KeyError> {
         .map(|(_, created)| *created)
         .max()
         .unwrap_or(0);
-    let created = now_unix().max(newest + 1);
+    let created = (crate::clock::unix_now() as u64).max(newest + 1);
     let stem = format!("{created}-{}", &kid[..12]);
     let private_path = dir.join(format!("{stem}{PRIVATE_SUFFIX}"));
     let public_path = dir.join(format!("{stem}{PUBLIC_SUFFIX}"));
     let public_pem = public
         .to_public_key_pem(LineEnding::LF)
         .map_err(|e| KeyError::Other(format!("key encoding failed: {e}")))?;
-    write_new(&public_path, public_pem.as_bytes(), 0o644)?;
-    // The private key is written last, under a temporary name, so a running server that polls
-    // the directory never reads half a key.
-    let tmp = dir.join(format!(".{stem}.tmp"));
-    write_new(&tmp, pem.as_bytes(), 0o600)?;
-    fs::rename(&tmp, &private_path).map_err(io_err(&private_path))?;
+    // The private key is written last, so a running server that polls the directory never
+    // reads a key without its public half; each file appears whole.
+    write_atomic(&public_path, public_pem.as_bytes(), 0o644, Existing::Keep)
+        .map_err(io_err(&public_path))?;
+    write_atomic(&private_path, pem.as_bytes(), 0o600, Existing::Keep)
+        .map_err(io_err(&private_path))?;
     Ok(Arc::new(Key::from_private_pem(
         &pem,
         created,
         private_path,
     )?))
-}
-
-fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), KeyError> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(io_err(path))?;
-    // The umask may have narrowed the mode; the private key must end exactly at `mode`.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io_err(path))?;
-    file.write_all(data).map_err(io_err(path))?;
-    file.sync_all().map_err(io_err(path))
 }
 
 /// Private key files of `dir` with their creation time, from their names.
@@ -561,7 +541,7 @@ mod tests {
     fn garbage_key_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("1-x.key.pem");
-        write_new(&path, b"not a key", 0o600).unwrap();
+        write_atomic(&path, b"not a key", 0o600, Existing::Keep).unwrap();
         let err = KeyRing::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("not a PKCS#8 PEM RSA private key"), "{err}");
     }

@@ -18,7 +18,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::app::App;
-use crate::gate::{self, Credential, Identity, Outcome, Route};
+use crate::gate::{self, Cause, Credential, Identity, Outcome, Route};
 use crate::graphql::AuthgateSchema;
 use crate::jwt::Rejection;
 
@@ -85,8 +85,10 @@ impl Proxy {
                     // A verifier may be behind the gateway's keys: load them (throttled) and
                     // judge the token once more.
                     (Outcome::Denied(denial), Some(fetcher))
-                        if denial.reason == Rejection::UnknownKid.reason()
-                            || denial.reason == Rejection::NoKeys.reason() =>
+                        if matches!(
+                            denial.cause,
+                            Cause::Token(Rejection::UnknownKid | Rejection::NoKeys)
+                        ) =>
                     {
                         if fetcher.unknown_kid(&self.app.metrics).await {
                             let again = gate::credential(&req.headers);
@@ -208,7 +210,9 @@ impl ProxyHttp for Proxy {
                 ctx.identity = Some(identity);
             }
             Outcome::Denied(denial) => {
-                metrics.with_label_values(&["denied", denial.reason]).inc();
+                metrics
+                    .with_label_values(&["denied", denial.cause.reason()])
+                    .inc();
                 respond::denial(session, &ctx.request_id, &denial).await?;
                 return Ok(true);
             }

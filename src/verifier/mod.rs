@@ -159,11 +159,9 @@ impl KeyFetcher {
                 let changed = self.ring.replace(keys);
                 let outcome = if changed { "changed" } else { "unchanged" };
                 metrics.key_loads.with_label_values(&[outcome]).inc();
-                metrics.keys_loaded_timestamp.set(
-                    SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0.0, |d| d.as_secs_f64()),
-                );
+                metrics
+                    .keys_loaded_timestamp
+                    .set(crate::clock::unix_now_f64());
             }
             Err(error) => {
                 metrics.key_loads.with_label_values(&["failed"]).inc();
