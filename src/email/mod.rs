@@ -87,9 +87,13 @@ pub enum EmailError {
     #[error("invalid address: {0}")]
     Address(String),
     #[error("template {0}: {1}")]
-    Template(String, String),
+    Template(String, #[source] minijinja::Error),
     #[error("sending failed: {0}")]
-    Send(String),
+    Send(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn send_err(e: impl std::error::Error + Send + Sync + 'static) -> EmailError {
+    EmailError::Send(Box::new(e))
 }
 
 enum Transport {
@@ -132,7 +136,7 @@ impl Mailer {
         self.templates
             .get_template(name)
             .and_then(|t| t.render(context))
-            .map_err(|e| EmailError::Template(name.to_string(), e.to_string()))
+            .map_err(|e| EmailError::Template(name.to_string(), e))
     }
 
     /// Renders and sends one message. `context` is available to the templates.
@@ -153,7 +157,7 @@ impl Mailer {
             .to(to_box)
             .subject(subject.trim())
             .multipart(MultiPart::alternative_plain_html(text.clone(), html))
-            .map_err(|e| EmailError::Send(e.to_string()))?;
+            .map_err(send_err)?;
         match &self.transport {
             Transport::Log => {
                 tracing::info!(kind = kind.name(), %to, subject = subject.trim(), body = %text, "email (log transport)");
@@ -169,14 +173,10 @@ impl Mailer {
                 let dir = dir.clone();
                 tokio::task::spawn_blocking(move || std::fs::write(dir.join(name), bytes))
                     .await
-                    .map_err(|e| EmailError::Send(e.to_string()))?
-                    .map_err(|e| EmailError::Send(e.to_string()))
+                    .map_err(send_err)?
+                    .map_err(send_err)
             }
-            Transport::Smtp(smtp) => smtp
-                .send(message)
-                .await
-                .map(|_| ())
-                .map_err(|e| EmailError::Send(e.to_string())),
+            Transport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(send_err),
         }
     }
 }

@@ -42,8 +42,21 @@ pub enum KeyError {
     Parse { path: PathBuf, reason: String },
     #[error("{path}: private key is readable or writable by others (mode {mode:o}); run `chmod 600 {path}`")]
     Permissions { path: PathBuf, mode: u32 },
+    #[error("{what}: {source}")]
+    Crypto {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{0}")]
     Other(String),
+}
+
+fn crypto(what: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> KeyError {
+    KeyError::Crypto {
+        what,
+        source: Box::new(source),
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
@@ -281,10 +294,10 @@ pub fn generate(dir: &Path, bits: usize) -> Result<Arc<Key>, KeyError> {
     }
     ensure_dir(dir)?;
     let private = RsaPrivateKey::new(&mut rand::rngs::OsRng, bits)
-        .map_err(|e| KeyError::Other(format!("key generation failed: {e}")))?;
+        .map_err(|e| crypto("key generation failed", e))?;
     let pem = private
         .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| KeyError::Other(format!("key encoding failed: {e}")))?;
+        .map_err(|e| crypto("key encoding failed", e))?;
     let public = RsaPublicKey::from(&private);
     let kid = thumbprint(&public);
     // A new key must sort after every existing one even when made within the same second.
@@ -299,7 +312,7 @@ pub fn generate(dir: &Path, bits: usize) -> Result<Arc<Key>, KeyError> {
     let public_path = dir.join(format!("{stem}{PUBLIC_SUFFIX}"));
     let public_pem = public
         .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| KeyError::Other(format!("key encoding failed: {e}")))?;
+        .map_err(|e| crypto("key encoding failed", e))?;
     // The private key is written last, so a running server that polls the directory never
     // reads a key without its public half; each file appears whole.
     write_atomic(&public_path, public_pem.as_bytes(), 0o644, Existing::Keep)
