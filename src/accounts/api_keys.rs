@@ -1,13 +1,11 @@
 //! API keys: `createApiKey`, `apiKeys`, `revokeApiKey`, and the lookup the gate makes for
 //! `Authorization: Token <key>` / `X-API-Key`. Keys are shown once and stored as SHA-256.
 
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
-
-use lru::LruCache;
+use std::sync::Arc;
 
 use super::core::{subject, Core};
 use super::error::{Code, Failure, Field};
+use super::key_cache::CachedKey;
 use super::model::ApiKey;
 use super::secret;
 use super::storage::StoreError;
@@ -15,72 +13,8 @@ use crate::jwt::{unix_now, Subject};
 
 pub const API_KEY_PREFIX: &str = "agk_";
 
-/// How long a resolved key is believed: role or status changes reach the gate this soon.
-const CACHE_TTL: i64 = 60;
-const CACHE_ENTRIES: usize = 10_000;
 /// `lastUsedAt` is written at most this often per key.
 const TOUCH_EVERY: i64 = 60;
-
-/// Recently resolved API keys: hash → owner, bounded (least recently used goes first). A
-/// revoke or a deletion in this process removes the entries at once.
-pub(super) struct KeyCache {
-    entries: Mutex<LruCache<String, CachedKey>>,
-}
-
-#[derive(Clone)]
-struct CachedKey {
-    subject: Subject,
-    fetched: i64,
-    touched: i64,
-}
-
-impl Default for KeyCache {
-    fn default() -> Self {
-        KeyCache {
-            entries: Mutex::new(LruCache::new(
-                NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
-            )),
-        }
-    }
-}
-
-impl KeyCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, CachedKey>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn get(&self, hash: &str, now: i64) -> Option<CachedKey> {
-        let mut entries = self.lock();
-        match entries.get(hash) {
-            Some(entry) if now - entry.fetched < CACHE_TTL => Some(entry.clone()),
-            Some(_) => {
-                entries.pop(hash);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn put(&self, hash: &str, entry: CachedKey) {
-        self.lock().put(hash.to_string(), entry);
-    }
-
-    fn forget(&self, hash: &str) {
-        self.lock().pop(hash);
-    }
-
-    pub(super) fn forget_user(&self, user_id: &str) {
-        let mut entries = self.lock();
-        let theirs: Vec<String> = entries
-            .iter()
-            .filter(|(_, e)| e.subject.user_id == user_id)
-            .map(|(hash, _)| hash.clone())
-            .collect();
-        for hash in theirs {
-            entries.pop(&hash);
-        }
-    }
-}
 
 pub struct ApiKeys {
     core: Arc<Core>,

@@ -29,7 +29,7 @@ pub(super) struct Core {
     pub email_tokens: EmailTokens,
     pub tokens: Arc<TokenService>,
     pub settings: Settings,
-    pub key_cache: super::api_keys::KeyCache,
+    pub key_cache: super::key_cache::KeyCache,
 }
 
 pub(super) fn new_stamp() -> String {

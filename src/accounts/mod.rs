@@ -12,6 +12,7 @@ pub mod api_keys;
 mod core;
 pub mod email_token;
 pub mod error;
+mod key_cache;
 pub mod model;
 pub mod password;
 pub mod policy;
