@@ -153,10 +153,10 @@ impl From<keys::KeyError> for CliError {
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    init_logging();
     match cli.command {
         Command::Serve { config } => {
             let config = Config::from_process(config.as_deref())?;
+            init_logging(&config.log);
             crate::server::run(config)?;
         }
         Command::CheckConfig { config } => {
@@ -178,6 +178,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 fn keys_command(action: KeysCommand) -> Result<(), CliError> {
+    init_logging(&Default::default());
     match action {
         KeysCommand::Generate { dir, bits } => {
             print_new_key(&keys::generate(&dir, bits)?);
@@ -235,6 +236,7 @@ fn user_command(action: UserCommand) -> Result<(), CliError> {
         }
     };
     let config = Config::from_process(config.as_deref())?;
+    init_logging(&config.log);
     let password = if no_password {
         None
     } else {
@@ -264,12 +266,25 @@ fn user_command(action: UserCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+/// Logs to standard error as `[log]` says: its filter unless `RUST_LOG` is set, and text
+/// (colours only on a terminal) or one JSON object per line.
+fn init_logging(log: &crate::config::Log) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match log.format {
+        crate::config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_ansi(false)
+            .try_init(),
+        crate::config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::values::{Duration, Rate};
-use super::{AuthMode, DeleteMode, LoginField, SmtpTls, TransportKind};
+use super::{AuthMode, DeleteMode, LogFormat, LoginField, SmtpTls, TransportKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub accounts: AccountsSection,
     pub email: EmailSection,
     pub rate_limit: RateLimitSection,
+    pub log: LogSection,
     pub routes: Vec<RouteSection>,
 }
 
@@ -118,6 +119,14 @@ pub struct RateLimitSection {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    pub format: LogFormat,
+    pub level: String,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSection {
     pub prefix: String,
@@ -152,6 +161,7 @@ impl Default for FileConfig {
             accounts: AccountsSection::default(),
             email: EmailSection::default(),
             rate_limit: RateLimitSection::default(),
+            log: LogSection::default(),
             routes: vec![RouteSection {
                 prefix: "/".into(),
                 upstream: "127.0.0.1:3000".into(),
@@ -247,6 +257,16 @@ impl Default for EmailSection {
             link_base_url: String::new(),
             file_dir: String::new(),
             templates_dir: String::new(),
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: LogFormat::Text,
+            level: "info".into(),
+            access_log: false,
         }
     }
 }

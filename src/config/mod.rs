@@ -92,6 +92,16 @@ pub enum TransportKind {
     File,
 }
 
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// tracing's human format (colours on a terminal).
+    Text,
+    /// One JSON object per line: timestamp, level, target, message and the fields.
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
@@ -111,6 +121,7 @@ pub struct Config {
     pub accounts: Accounts,
     pub email: Email,
     pub rate_limit: RateLimits,
+    pub log: Log,
     /// Longest prefix first.
     pub routes: Vec<Route>,
     /// The file as written (after overrides), for `check-config`.
@@ -209,6 +220,25 @@ pub struct RateLimits {
     pub login: Rate,
     pub register: Rate,
     pub email: Rate,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub format: LogFormat,
+    /// A tracing env-filter (`info`, `authgate=debug,pingora=warn`); `RUST_LOG` wins when set.
+    pub level: String,
+    /// One line per finished request on the public listener.
+    pub access_log: bool,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: LogFormat::Text,
+            level: "info".into(),
+            access_log: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,11 +433,22 @@ impl Config {
                 register: f.rate_limit.register,
                 email: f.rate_limit.email,
             },
+            log: Log {
+                format: f.log.format,
+                level: log_level(&f.log.level)?,
+                access_log: f.log.access_log,
+            },
             routes: routes(&f.routes)?,
             written,
         };
         Ok(config)
     }
+}
+
+fn log_level(level: &str) -> Result<String, ConfigError> {
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(|_| level.to_string())
+        .map_err(|e| ConfigError::at("log.level", format!("`{level}` is not a log filter ({e})")))
 }
 
 fn non_empty(text: &str) -> Option<String> {
