@@ -1,12 +1,10 @@
 //! Key publishing and rotation through the running server.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use authgate::keys;
-use common::*;
 use rsa::pkcs8::DecodePublicKey;
 use serde_json::Value;
 

@@ -1,12 +1,10 @@
 //! The account API through HTTP against the real binary, with a real SMTP listener capturing
 //! the mail and a real upstream behind the proxy.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::smtp::SmtpSink;
-use common::*;
+use crate::common::smtp::SmtpSink;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "vX9!kq2#Lm-7";

@@ -1,10 +1,8 @@
 //! Password reset and set, archive and delete, secondary email, API keys and staff queries,
 //! end to end through HTTP with a real SMTP listener.
 
-mod common;
-
-use common::smtp::SmtpSink;
-use common::*;
+use crate::common::smtp::SmtpSink;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "vX9!kq2#Lm-7";

@@ -2,14 +2,12 @@
 //! upstream. Tokens come from the gateway's GraphQL API; the verifiers learn its keys from its
 //! JWKS (or a PEM file) and check tokens on their own.
 
-mod common;
-
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;

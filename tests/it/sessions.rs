@@ -1,13 +1,11 @@
 //! Sessions and rate limits against the running binary. The same suite runs against both
 //! session backends: the embedded store, and a real `redis-server` started on a free port.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::redis::RedisServer;
-use common::smtp::SmtpSink;
-use common::*;
+use crate::common::redis::RedisServer;
+use crate::common::smtp::SmtpSink;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "vX9!kq2#Lm-7";
