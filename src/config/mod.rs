@@ -345,7 +345,8 @@ impl Config {
                 format!("`{url}` must start with http:// or https://"),
             ));
         }
-        if self.server.listen == self.server.admin_listen {
+        // Port 0 on both is two ports, each picked by the kernel at start.
+        if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
             return Err(ConfigError::at(
                 "server.admin_listen",
                 "must differ from server.listen",

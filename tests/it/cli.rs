@@ -182,6 +182,30 @@ fn a_taken_port_is_a_one_line_error() {
 }
 
 #[test]
+fn one_port_for_both_listeners_is_refused_but_port_0_for_both_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = |addr: &str| {
+        authgate(
+            &["check-config"],
+            &[
+                ("AUTHGATE_SERVER__LISTEN", addr),
+                ("AUTHGATE_SERVER__ADMIN_LISTEN", addr),
+            ],
+            dir.path(),
+        )
+    };
+    let out = both("127.0.0.1:7000");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("server.admin_listen"),
+        "{}",
+        stderr(&out)
+    );
+    let out = both("127.0.0.1:0");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
 fn health_is_1_when_nothing_answers_or_the_config_is_bad() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
