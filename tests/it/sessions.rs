@@ -1,5 +1,5 @@
 //! Sessions and rate limits against the running binary. The same suite runs against both
-//! session backends: the embedded store, and a real `redis-server` started on a free port.
+//! session backends: the embedded store, and a real `redis-server` on a unix socket.
 
 use std::time::{Duration, Instant};
 

@@ -408,7 +408,8 @@ async fn not_ready_until_keys_load_and_bad_documents_change_nothing() {
         .verifier(&url, &gate.base)
         .env("AUTHGATE_JWT__JWKS_MIN_INTERVAL", "1s")
         .env("AUTHGATE_JWT__JWKS_REFRESH", "1s")
-        .start_unready(Some(&upstream));
+        .start_unready(Some(&upstream))
+        .await;
 
     // No keys yet: not ready, and tokens cannot be judged (503, not 401).
     let readyz = format!("{}/readyz", v.admin);
@@ -542,14 +543,8 @@ async fn a_pem_file_can_stand_in_for_the_jwks() {
         .env("AUTHGATE_MODE", "verifier")
         .env("AUTHGATE_JWT__PUBLIC_KEY_FILE", file.to_str().unwrap())
         .env("AUTHGATE_JWT__ISSUER", &gate.base)
-        .env(
-            "AUTHGATE_SERVER__LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
-        .env(
-            "AUTHGATE_SERVER__ADMIN_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
+        .env("AUTHGATE_SERVER__LISTEN", "127.0.0.1:0")
+        .env("AUTHGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
