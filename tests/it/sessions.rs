@@ -349,11 +349,9 @@ async fn refresh_tokens_expire(backend: Backend) {
     let Some(s) = setup(backend, &[("AUTHGATE_JWT__REFRESH_TTL", "1s")]).await else {
         return;
     };
-    let r = login(&s.gate).await["refreshToken"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let pair = login(&s.gate).await;
+    let r = pair["refreshToken"].as_str().unwrap().to_string();
+    sleep_past(pair["refreshExpiresAt"].as_i64().unwrap()).await;
     assert_eq!(code(&refresh(&s.gate, &r).await), "invalid_token");
 }
 

@@ -120,19 +120,6 @@ async fn rotation_reaches(gate: &Authgate, v: &Authgate, old_token: &str) -> Str
     new_token
 }
 
-/// Waits until `check` holds (polling), or panics with `what` after `within`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_gateway_token_passes_two_verifiers() {
     let upstream = Upstream::start().await;
@@ -527,8 +514,14 @@ async fn a_pem_file_can_stand_in_for_the_jwks() {
     )
     .await;
     // A broken file keeps the keys in service.
+    let failed = failed_loads(&v).await;
     std::fs::write(&file, "-----BEGIN PUBLIC KEY-----\nbroken\n").unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the broken file is read (and fails)",
+        move || async move { failed_loads(vr).await > failed },
+    )
+    .await;
     let theirs: Value = get(&v, "/.well-known/jwks.json", None)
         .await
         .json()

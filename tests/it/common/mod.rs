@@ -33,6 +33,29 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until `check` holds (polling every 50 ms), or panics with `what` after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sleeps until a token that expires at the unix second `expires_at` is expired for the server
+/// (same clock): past that whole second. Time itself must pass here; no longer than that.
+pub async fn sleep_past(expires_at: i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let target = Duration::from_secs((expires_at + 1).max(0) as u64) + Duration::from_millis(10);
+    tokio::time::sleep(target.saturating_sub(now)).await;
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
