@@ -2,9 +2,13 @@
 //! real HTTP upstream that echoes what it received.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod redis;
 pub mod smtp;
 pub mod webdriver;
+
+pub(crate) use backend::suite;
+pub use backend::{Backend, BackendServer};
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
