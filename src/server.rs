@@ -1,10 +1,12 @@
 //! Assembles the running server: the public listener (proxy), the admin listener, and the
 //! background key watcher, on Pingora; then runs until SIGTERM/SIGINT.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pingora::listeners::TcpSocketOptions;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -20,16 +22,9 @@ use crate::proxy::Proxy;
 const KEY_POLL: Duration = Duration::from_secs(2);
 
 pub fn run(config: Config) -> Result<(), StartError> {
-    // Bind once ourselves first so that a taken port is a one-line error, not a panic.
-    for (key, addr) in [
-        ("server.listen", config.server.listen),
-        ("server.admin_listen", config.server.admin_listen),
-    ] {
-        std::net::TcpListener::bind(addr).map_err(|source| StartError::Io {
-            what: format!("{key} {addr}"),
-            source,
-        })?;
-    }
+    let public_port = Port::claim("server.listen", config.server.listen)?;
+    let admin_port = Port::claim("server.admin_listen", config.server.admin_listen)?;
+    let config = config.with_bound_ports(public_port.addr, admin_port.addr);
     let app = App::new(config)?;
     let config = &app.config;
 
@@ -48,13 +43,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
         Proxy::new(app.clone(), schema),
         "authgate public listener",
     );
-    public.add_tcp(&config.server.listen.to_string());
+    public_port.add_to(&mut public);
 
     let mut admin = Service::new(
         "authgate admin listener".to_string(),
         Admin::new(app.clone()),
     );
-    admin.add_tcp(&config.server.admin_listen.to_string());
+    admin_port.add_to(&mut admin);
 
     let watcher = background_service("authgate key watcher", KeyWatcher { app: app.clone() });
 
@@ -63,6 +58,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     // /readyz must not answer before the public listener does.
     admin.add_dependency(&public);
     server.add_service(watcher);
+    // The ports as bound (port 0 resolved): what a supervisor, or the integration tests, read
+    // to find a server started on `127.0.0.1:0`.
     tracing::info!(
         listen = %config.server.listen,
         admin = %config.server.admin_listen,
@@ -71,6 +68,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         "authgate serving"
     );
     server.run(RunArgs::default());
+    // The claimed ports are held until Pingora's listeners are closed.
+    drop((public_port, admin_port));
     if let Some(accounts) = &app.accounts {
         // Pingora's runtimes are gone; a small one makes the last flush.
         let flushed = tokio::runtime::Builder::new_current_thread()
@@ -84,6 +83,58 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     tracing::info!("authgate stopped");
     Ok(())
+}
+
+/// One listener's address as Pingora is to bind it.
+///
+/// Pingora binds its listeners itself, from an address string, when the server runs. For a
+/// fixed port we bind it once first and let go, so that a port already taken is a one-line
+/// error rather than Pingora's panic. For port 0 the kernel picks a free port, and the port
+/// must stay ours until Pingora binds it: we keep a socket bound to it (`SO_REUSEPORT`, never
+/// listening) for the life of the server, and Pingora binds the same address with
+/// `SO_REUSEPORT` too. Meanwhile no other socket can bind that port (only one of the same user
+/// that also sets `SO_REUSEPORT`, on purpose), the kernel hands it to no other `bind(0)` or
+/// outgoing connection, and, as it never listens, the held socket takes no connection. What is
+/// left is a connection attempt before Pingora listens: refused, as for any server not yet up.
+struct Port {
+    addr: SocketAddr,
+    held: Option<tokio::net::TcpSocket>,
+}
+
+impl Port {
+    fn claim(key: &str, addr: SocketAddr) -> Result<Port, StartError> {
+        let failed = |source: std::io::Error| StartError::Io {
+            what: format!("{key} {addr}"),
+            source,
+        };
+        if addr.port() != 0 {
+            std::net::TcpListener::bind(addr).map_err(failed)?;
+            return Ok(Port { addr, held: None });
+        }
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .map_err(failed)?;
+        socket.set_reuseport(true).map_err(failed)?;
+        socket.bind(addr).map_err(failed)?;
+        let addr = socket.local_addr().map_err(failed)?;
+        Ok(Port {
+            addr,
+            held: Some(socket),
+        })
+    }
+
+    fn add_to<A>(&self, service: &mut Service<A>) {
+        let addr = self.addr.to_string();
+        if self.held.is_some() {
+            let mut options = TcpSocketOptions::default();
+            options.so_reuseport = Some(true);
+            service.add_tcp_with_settings(&addr, options);
+        } else {
+            service.add_tcp(&addr);
+        }
+    }
 }
 
 /// Picks up rotated or retired keys: a gateway polls its key directory, a verifier asks its
@@ -129,5 +180,39 @@ impl BackgroundService for KeyWatcher {
                 Err(e) => tracing::error!(error = %e, "key reload task failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Port;
+
+    #[tokio::test]
+    async fn a_claimed_port_is_held_for_pingora_alone() {
+        let port = Port::claim("server.listen", "127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = port.addr;
+        assert_ne!(addr.port(), 0);
+        assert!(std::net::TcpListener::bind(addr).is_err(), "a plain bind");
+        let reuse_addr = tokio::net::TcpSocket::new_v4().unwrap();
+        reuse_addr.set_reuseaddr(true).unwrap();
+        assert!(reuse_addr.bind(addr).is_err(), "SO_REUSEADDR alone");
+
+        // Bound as Pingora binds it (SO_REUSEADDR and SO_REUSEPORT), the listener gets every
+        // connection: the held socket never listens, so it takes none.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.set_reuseport(true).unwrap();
+        socket.bind(addr).unwrap();
+        let listener = socket.listen(64).unwrap();
+        for _ in 0..20 {
+            let both =
+                async { tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept()) };
+            let (client, accepted) = tokio::time::timeout(std::time::Duration::from_secs(5), both)
+                .await
+                .expect("accepted within 5 s");
+            client.unwrap();
+            accepted.unwrap();
+        }
+        drop(port);
     }
 }

@@ -287,6 +287,19 @@ impl Config {
         Config::from_written(FileConfig::default()).expect("the defaults are valid")
     }
 
+    /// The same configuration once listeners on port 0 got their ports from the kernel: the
+    /// real addresses, and a public URL written with port 0 (with what derives from it: the
+    /// issuer, the link base) on the public listener's port.
+    pub fn with_bound_ports(&self, listen: SocketAddr, admin_listen: SocketAddr) -> Config {
+        let mut written = self.written.clone();
+        written.server.listen = listen;
+        written.server.admin_listen = admin_listen;
+        if let Some(url) = values::with_port(&written.server.public_url, listen.port()) {
+            written.server.public_url = url;
+        }
+        Config::from_written(written).unwrap_or_else(|_| self.clone())
+    }
+
     pub fn is_gateway(&self) -> bool {
         self.mode == Mode::Gateway
     }

@@ -295,6 +295,16 @@ impl Upstream {
     }
 }
 
+/// `url` with the port `port` when it names port 0 (`http://127.0.0.1:0/...`): a public URL
+/// written for a listener on port 0. `None` for any other URL, which stays as written.
+pub fn with_port(url: &str, port: u16) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority.strip_suffix(":0")?;
+    (!host.is_empty()).then(|| format!("{scheme}://{host}:{port}{tail}"))
+}
+
 /// `redis://user:secret@host/0` becomes `redis://user:<redacted>@host/0`.
 pub fn redact_url_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
@@ -399,5 +409,25 @@ mod tests {
         assert!(Upstream::resolve("localhost:3000").is_ok());
         assert!(Upstream::resolve("http://127.0.0.1:3000").is_err());
         assert!(Upstream::resolve("127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn a_public_url_on_port_0_takes_the_bound_port() {
+        for (url, expected) in [
+            ("http://127.0.0.1:0", Some("http://127.0.0.1:4242")),
+            (
+                "https://[::1]:0/auth?x=1",
+                Some("https://[::1]:4242/auth?x=1"),
+            ),
+            ("http://localhost:0#top", Some("http://localhost:4242#top")),
+            ("http://127.0.0.1:8080", None),
+            ("http://127.0.0.1:10", None),
+            ("http://127.0.0.1", None),
+            ("http://user:0@host", None),
+            ("http://:0", None),
+            ("no scheme:0", None),
+        ] {
+            assert_eq!(with_port(url, 4242).as_deref(), expected, "{url}");
+        }
     }
 }

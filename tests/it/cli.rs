@@ -3,6 +3,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
+use crate::common::*;
+
 fn authgate(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_authgate"))
         .args(args)
@@ -179,6 +181,75 @@ fn a_taken_port_is_a_one_line_error() {
         err.contains("server.listen") && err.contains(&addr),
         "{err}"
     );
+}
+
+#[test]
+fn one_port_for_both_listeners_is_refused_but_port_0_for_both_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = |addr: &str| {
+        authgate(
+            &["check-config"],
+            &[
+                ("AUTHGATE_SERVER__LISTEN", addr),
+                ("AUTHGATE_SERVER__ADMIN_LISTEN", addr),
+            ],
+            dir.path(),
+        )
+    };
+    let out = both("127.0.0.1:7000");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("server.admin_listen"),
+        "{}",
+        stderr(&out)
+    );
+    let out = both("127.0.0.1:0");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Every harnessed server runs so (see `common::Builder::start_unready`); this is what it
+/// relies on, said once.
+#[tokio::test]
+async fn listeners_on_port_0_are_reported_held_and_named_by_the_public_url() {
+    let upstream = Upstream::start().await;
+    let gate = Authgate::builder()
+        .routes("[[routes]]\nprefix = \"/\"\nupstream = \"{upstream}\"\n")
+        .start(Some(&upstream))
+        .await;
+    let admin: std::net::SocketAddr = gate.admin.trim_start_matches("http://").parse().unwrap();
+    assert_ne!(gate.port, 0);
+    assert_ne!(admin.port(), 0);
+    let log = gate.log();
+    assert!(
+        log.contains(&format!(
+            "authgate serving listen=127.0.0.1:{} admin={admin}",
+            gate.port
+        )),
+        "{log}"
+    );
+    for taken in [format!("127.0.0.1:{}", gate.port), admin.to_string()] {
+        let err = std::net::TcpListener::bind(&taken).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{taken}");
+    }
+    // public_url = "http://127.0.0.1:0": the issuer and the published URLs carry the real port.
+    let discovery: serde_json::Value = client()
+        .get(gate.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], gate.base);
+    assert_eq!(discovery["jwks_uri"], gate.url("/.well-known/jwks.json"));
+    let token = gate.tokens().issue(&subject()).unwrap().0;
+    let resp = client()
+        .get(gate.url("/x"))
+        .header("authorization", bearer(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the port-0 issuer is the one checked");
 }
 
 #[test]

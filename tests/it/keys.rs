@@ -1,12 +1,10 @@
 //! Key publishing and rotation through the running server.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use authgate::keys;
-use common::*;
 use rsa::pkcs8::DecodePublicKey;
 use serde_json::Value;
 
@@ -178,7 +176,13 @@ async fn a_broken_key_file_keeps_the_previous_keys_in_service() {
     let bad = gate.keys_dir().join("9999999999-broken.key.pem");
     std::fs::write(&bad, "not a key").unwrap();
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let g = &gate;
+    eventually(
+        Duration::from_secs(10),
+        "the key watcher tries the broken file",
+        move || async move { g.log().contains("key reload failed") },
+    )
+    .await;
     let resp = client()
         .get(gate.url("/x"))
         .header("authorization", bearer(&token))

@@ -1,9 +1,7 @@
 //! Gatekeeping through the real binary: identity headers, spoofing, route modes, roles,
 //! verification, errors, streaming and upgrades.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

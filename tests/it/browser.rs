@@ -1,11 +1,9 @@
 //! The password reset page in a real headless Chromium: open the emailed link, make a mistake,
 //! fix it, see the result, then log in with the new password.
 
-mod common;
-
-use common::smtp::SmtpSink;
-use common::webdriver::Browser;
-use common::*;
+use crate::common::smtp::SmtpSink;
+use crate::common::webdriver::Browser;
+use crate::common::*;
 use serde_json::json;
 
 const PASSWORD: &str = "vX9!kq2#Lm-7";

@@ -2,9 +2,13 @@
 //! real HTTP upstream that echoes what it received.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod redis;
 pub mod smtp;
 pub mod webdriver;
+
+pub(crate) use backend::suite;
+pub use backend::{Backend, BackendServer};
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -23,12 +27,37 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+/// A port that nothing listens on (bound, then let go): for an upstream or a relay that is
+/// down. Never for something that is to listen on it later: another test may take it first.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Waits until `check` holds (polling every 50 ms), or panics with `what` after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sleeps until a token that expires at the unix second `expires_at` is expired for the server
+/// (same clock): past that whole second. Time itself must pass here; no longer than that.
+pub async fn sleep_past(expires_at: i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let target = Duration::from_secs((expires_at + 1).max(0) as u64) + Duration::from_millis(10);
+    tokio::time::sleep(target.saturating_sub(now)).await;
 }
 
 pub fn client() -> reqwest::Client {
@@ -169,24 +198,31 @@ impl Builder {
     }
 
     pub async fn start(self, upstream: Option<&Upstream>) -> Authgate {
-        let mut gate = self.start_unready(upstream);
+        let mut gate = self.start_unready(upstream).await;
         gate.wait_ready().await;
         gate
     }
 
-    /// Starts the process and returns at once, ready or not.
-    pub fn start_unready(self, upstream: Option<&Upstream>) -> Authgate {
+    /// Starts the process and returns once it has reported its ports, ready or not.
+    ///
+    /// The server is told to listen on port 0 (both listeners, and `public_url`): the kernel
+    /// picks free ports in the child itself, which holds them from then on, so no other test
+    /// can take them in between. The child names them in its `authgate serving` log line; the
+    /// harness then writes them into `authgate.toml`, so that CLI commands given that file
+    /// (`health`, `user create`, `keys rotate`) reach this server.
+    pub async fn start_unready(self, upstream: Option<&Upstream>) -> Authgate {
         let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
-        let (port, admin_port) = (free_port(), free_port());
         let upstream_addr = upstream
             .map(|u| u.addr.to_string())
             .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
-        let config = format!(
-            r#"
+        let routes = self.routes.replace("{upstream}", &upstream_addr);
+        let config = |listen: &str, admin_listen: &str| {
+            format!(
+                r#"
 [server]
-listen = "127.0.0.1:{port}"
-admin_listen = "127.0.0.1:{admin_port}"
-public_url = "http://127.0.0.1:{port}"
+listen = "{listen}"
+admin_listen = "{admin_listen}"
+public_url = "http://{listen}"
 threads = 1
 shutdown_timeout = "1s"
 
@@ -198,14 +234,16 @@ keys_dir = "{keys}"
 
 {routes}
 "#,
-            data = dir.path().join("data").display(),
-            keys = dir.path().join("keys").display(),
-            routes = self.routes.replace("{upstream}", &upstream_addr),
-        );
+                data = dir.path().join("data").display(),
+                keys = dir.path().join("keys").display(),
+            )
+        };
         let config_path = dir.path().join("authgate.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("authgate.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        std::fs::write(&config_path, config("127.0.0.1:0", "127.0.0.1:0")).unwrap();
+        // A new log: a restart on the same directory must not read the last run's ports.
+        let log_path = dir.path().join("authgate.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_authgate"))
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
@@ -215,14 +253,61 @@ keys_dir = "{keys}"
             .stderr(log)
             .spawn()
             .unwrap();
+        let (listen, admin) = match reported_ports(&mut child, &log_path).await {
+            Ok(ports) => ports,
+            Err(why) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("authgate {why}:\n{log}");
+            }
+        };
+        std::fs::write(
+            &config_path,
+            config(&listen.to_string(), &admin.to_string()),
+        )
+        .unwrap();
         Authgate {
-            base: format!("http://127.0.0.1:{port}"),
-            admin: format!("http://127.0.0.1:{admin_port}"),
-            port,
+            base: format!("http://{listen}"),
+            admin: format!("http://{admin}"),
+            port: listen.port(),
             dir,
             child,
         }
     }
+}
+
+/// The public and admin addresses from the child's `authgate serving` log line, once written
+/// (30 s at most); an error when the child exits first.
+async fn reported_ports(child: &mut Child, log: &Path) -> Result<(SocketAddr, SocketAddr), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        // Only whole lines: the child may be halfway through writing the last one.
+        let whole = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+        if let Some(ports) = whole.lines().find_map(serving_line) {
+            return Ok(ports);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited with {status} before reporting its ports"));
+        }
+        if Instant::now() > deadline {
+            return Err("reported no ports within 30s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `... authgate serving listen=127.0.0.1:P admin=127.0.0.1:Q ...` → (listen, admin).
+fn serving_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let fields = line.split_once("authgate serving ")?.1;
+    let field = |name: &str| {
+        fields
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix(name))
+            .and_then(|value| value.parse().ok())
+    };
+    Some((field("listen=")?, field("admin=")?))
 }
 
 impl Authgate {

@@ -1,11 +1,9 @@
 //! The RFC 8725 attack matrix against a running gateway: every forged, altered or malformed
 //! token is a 401 with `error="invalid_token"` and a reason, and the server stays healthy.
 
-mod common;
-
+use crate::common::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use serde_json::{json, Value};

@@ -1,13 +1,16 @@
-//! A real `redis-server` on a free port, owned by one test. Where no `redis-server` is
+//! A real `redis-server` on a unix socket in its own directory (no TCP port: nothing to race
+//! for), owned by one test. Where no `redis-server` is
 //! installed the Redis leg is skipped with a printed reason, except under CI (`CI=true`),
 //! where it fails.
 
 use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct RedisServer {
-    pub port: u16,
+    socket: PathBuf,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -33,9 +36,10 @@ impl RedisServer {
             );
             return None;
         }
+        let dir = tempfile::tempdir().unwrap();
         let mut server = RedisServer {
-            port: super::free_port(),
-            dir: tempfile::tempdir().unwrap(),
+            socket: dir.path().join("redis.sock"),
+            dir,
             child: None,
         };
         server.spawn();
@@ -43,13 +47,15 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        format!("unix://{}?db=0", self.socket.display())
     }
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&self.socket)
+            .args(["--unixsocketperm", "700"])
+            .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -68,7 +74,7 @@ impl RedisServer {
     }
 
     fn answers(&self) -> bool {
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+        let Ok(mut stream) = UnixStream::connect(&self.socket) else {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
@@ -86,7 +92,7 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port (empty: it keeps nothing on disk).
+    /// Starts it again on the same socket (empty: it keeps nothing on disk).
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();

@@ -1,13 +1,10 @@
 //! Sessions and rate limits against the running binary. The same suite runs against both
-//! session backends: the embedded store, and a real `redis-server` started on a free port.
-
-mod common;
+//! session backends: the embedded store, and a real `redis-server` on a unix socket.
 
 use std::time::{Duration, Instant};
 
-use common::redis::RedisServer;
-use common::smtp::SmtpSink;
-use common::*;
+use crate::common::smtp::SmtpSink;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "vX9!kq2#Lm-7";
@@ -20,35 +17,23 @@ const REFRESH: &str = "mutation R($t: String) {
 const REVOKE: &str = "mutation V($t: String) { revokeToken(refreshToken: $t) { success errors } }";
 const REVOKE_ALL: &str = "mutation { revokeAllTokens { success errors } }";
 
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Embedded,
-    Redis,
-}
-
 struct Setup {
     gate: Authgate,
     sink: SmtpSink,
-    redis: Option<RedisServer>,
+    backend: BackendServer,
 }
 
 /// A gateway on the chosen backend with one verified user `ada@example.com`; `None` when the
-/// Redis leg is skipped.
+/// backend's leg is skipped.
 async fn setup(backend: Backend, env: &[(&str, &str)]) -> Option<Setup> {
-    let redis = match backend {
-        Backend::Redis => Some(RedisServer::start()?),
-        Backend::Embedded => None,
-    };
     let sink = SmtpSink::start().await;
     let upstream = Upstream::start().await;
-    let mut builder = Authgate::builder()
+    let builder = Authgate::builder()
         .smtp(&sink)
         .env("AUTHGATE_RATE_LIMIT__LOGIN", "1000/1m")
         .env("AUTHGATE_RATE_LIMIT__REGISTER", "1000/1h")
         .routes("[[routes]]\nprefix = \"/api\"\nupstream = \"{upstream}\"\n");
-    if let Some(redis) = &redis {
-        builder = builder.env("AUTHGATE_STORAGE__REDIS_URL", &redis.url());
-    }
+    let (mut builder, backend) = backend.apply(builder)?;
     for (k, v) in env {
         builder = builder.env(k, v);
     }
@@ -63,7 +48,11 @@ async fn setup(backend: Backend, env: &[(&str, &str)]) -> Option<Setup> {
         .await;
     assert_eq!(reg["data"]["register"]["success"], true, "{reg}");
     verify_by_mail(&gate, &sink, "ada@example.com", 1).await;
-    Some(Setup { gate, sink, redis })
+    Some(Setup {
+        gate,
+        sink,
+        backend,
+    })
 }
 
 async fn login(gate: &Authgate) -> Value {
@@ -90,7 +79,7 @@ fn code(payload: &Value) -> String {
         .to_string()
 }
 
-async fn rotation_and_reuse_detection(backend: Backend) {
+suite!(rotation_and_reuse_detection, |backend| {
     let Some(s) = setup(backend, &[]).await else {
         return;
     };
@@ -133,9 +122,9 @@ async fn rotation_and_reuse_detection(backend: Backend) {
             "{junk:?}"
         );
     }
-}
+});
 
-async fn parallel_refresh_yields_one_pair(backend: Backend) {
+suite!(parallel_refresh_yields_one_pair, |backend| {
     let Some(s) = setup(backend, &[]).await else {
         return;
     };
@@ -147,7 +136,7 @@ async fn parallel_refresh_yields_one_pair(backend: Backend) {
     let results = futures_util::future::join_all(attempts).await;
     let wins = results.iter().filter(|r| r["success"] == true).count();
     assert_eq!(wins, 1, "{results:?}");
-}
+});
 
 fn set_cookie(resp: &reqwest::Response) -> String {
     resp.headers()
@@ -168,7 +157,7 @@ async fn post_with_cookie(gate: &Authgate, query: &str, cookie: Option<&str>) ->
     req.send().await.unwrap()
 }
 
-async fn cookie_attributes_and_cookie_only_refresh(backend: Backend) {
+suite!(cookie_attributes_and_cookie_only_refresh, |backend| {
     let Some(s) = setup(backend, &[]).await else {
         return;
     };
@@ -245,9 +234,9 @@ async fn cookie_attributes_and_cookie_only_refresh(backend: Backend) {
     .await;
     let body: Value = resp.json().await.unwrap();
     assert_eq!(code(&body["data"]["refreshToken"]), "invalid_token");
-}
+});
 
-async fn revoke_one_and_all(backend: Backend) {
+suite!(revoke_one_and_all, |backend| {
     let Some(s) = setup(backend, &[]).await else {
         return;
     };
@@ -275,9 +264,9 @@ async fn revoke_one_and_all(backend: Backend) {
     assert_eq!(all["data"]["revokeAllTokens"]["success"], true, "{all}");
     let rb2 = b2["refreshToken"].as_str().unwrap();
     assert_eq!(code(&refresh(&s.gate, rb2).await), "invalid_token");
-}
+});
 
-async fn password_change_revokes_other_sessions(backend: Backend) {
+suite!(password_change_revokes_other_sessions, |backend| {
     let Some(s) = setup(backend, &[]).await else {
         return;
     };
@@ -345,21 +334,19 @@ async fn password_change_revokes_other_sessions(backend: Backend) {
         )
         .await;
     assert_eq!(new_login["data"]["tokenAuth"]["success"], true);
-}
+});
 
-async fn refresh_tokens_expire(backend: Backend) {
+suite!(refresh_tokens_expire, |backend| {
     let Some(s) = setup(backend, &[("AUTHGATE_JWT__REFRESH_TTL", "1s")]).await else {
         return;
     };
-    let r = login(&s.gate).await["refreshToken"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let pair = login(&s.gate).await;
+    let r = pair["refreshToken"].as_str().unwrap().to_string();
+    sleep_past(pair["refreshExpiresAt"].as_i64().unwrap()).await;
     assert_eq!(code(&refresh(&s.gate, &r).await), "invalid_token");
-}
+});
 
-async fn verify_token_answers_with_claims(backend: Backend) {
+suite!(verify_token_answers_with_claims, |backend| {
     let Some(s) = setup(backend, &[]).await else {
         return;
     };
@@ -380,7 +367,7 @@ async fn verify_token_answers_with_claims(backend: Backend) {
     assert_eq!(code(&bad["data"]["verifyToken"]), "expired_token");
     let bad = s.gate.graphql_as(q, json!({"t": "x.y.z"}), None).await;
     assert_eq!(code(&bad["data"]["verifyToken"]), "invalid_token");
-}
+});
 
 /// Waits until just after a window boundary of `period` seconds, so a burst fits one window.
 async fn align_to_window(period: i64) {
@@ -391,7 +378,7 @@ async fn align_to_window(period: i64) {
     tokio::time::sleep(Duration::from_millis((period * 1000 - into + 100) as u64)).await;
 }
 
-async fn rate_limits_hit_and_reset(backend: Backend) {
+suite!(rate_limits_hit_and_reset, |backend| {
     let Some(s) = setup(backend, &[("AUTHGATE_RATE_LIMIT__LOGIN", "3/4s")]).await else {
         return;
     };
@@ -418,10 +405,11 @@ async fn rate_limits_hit_and_reset(backend: Backend) {
     align_to_window(4).await;
     assert_eq!(login(&s.gate).await["success"], true, "a new window");
     let _ = &s.sink;
-}
+});
 
-async fn redis_down_and_back(backend: Backend) {
-    let Some(mut s) = setup(backend, &[]).await else {
+#[tokio::test]
+async fn redis_down_and_back() {
+    let Some(mut s) = setup(Backend::Redis, &[]).await else {
         return;
     };
     let access = login(&s.gate).await["token"].as_str().unwrap().to_string();
@@ -429,7 +417,7 @@ async fn redis_down_and_back(backend: Backend) {
         .as_str()
         .unwrap()
         .to_string();
-    let redis = s.redis.as_mut().expect("redis leg");
+    let redis = s.backend.redis().expect("redis leg");
     redis.stop();
 
     // Proxying valid JWTs needs no Redis.
@@ -459,7 +447,7 @@ async fn redis_down_and_back(backend: Backend) {
     assert_eq!(body, json!({"status": "unavailable", "failing": ["redis"]}));
 
     // Back by itself (an empty Redis: old sessions are gone, new ones work).
-    s.redis.as_mut().unwrap().restart();
+    s.backend.redis().unwrap().restart();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let attempt = login(&s.gate).await;
@@ -476,40 +464,3 @@ async fn redis_down_and_back(backend: Backend) {
         .unwrap();
     assert_eq!(ready.status(), 200);
 }
-
-macro_rules! suite {
-    ($backend:ident: $($test:ident),* $(,)?) => {
-        #[allow(non_snake_case)]
-        mod $backend {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test(super::Backend::$backend).await
-                }
-            )*
-        }
-    };
-}
-
-suite!(Embedded:
-    rotation_and_reuse_detection,
-    parallel_refresh_yields_one_pair,
-    cookie_attributes_and_cookie_only_refresh,
-    revoke_one_and_all,
-    password_change_revokes_other_sessions,
-    refresh_tokens_expire,
-    verify_token_answers_with_claims,
-    rate_limits_hit_and_reset,
-);
-
-suite!(Redis:
-    rotation_and_reuse_detection,
-    parallel_refresh_yields_one_pair,
-    cookie_attributes_and_cookie_only_refresh,
-    revoke_one_and_all,
-    password_change_revokes_other_sessions,
-    refresh_tokens_expire,
-    verify_token_answers_with_claims,
-    rate_limits_hit_and_reset,
-    redis_down_and_back,
-);

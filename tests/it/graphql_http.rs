@@ -1,8 +1,6 @@
 //! The GraphQL endpoint over HTTP: limits and bad input.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 async fn start(env: &[(&str, &str)]) -> Authgate {

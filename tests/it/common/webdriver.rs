@@ -13,8 +13,23 @@ pub struct Browser {
     base: String,
     session: String,
     driver: Child,
-    _profile: tempfile::TempDir,
+    /// chromedriver's output and the browser profile.
+    _work: tempfile::TempDir,
     http: reqwest::Client,
+}
+
+/// The port of `ChromeDriver was started successfully on port N.` in chromedriver's output.
+fn started_on(log: &str) -> Option<u16> {
+    log.lines()
+        .filter(|line| line.contains("started successfully"))
+        .find_map(|line| {
+            line.trim_end()
+                .trim_end_matches('.')
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
 }
 
 fn installed(path: &str) -> bool {
@@ -36,16 +51,32 @@ impl Browser {
             );
             return None;
         }
-        let port = super::free_port();
-        let driver = Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+        // chromedriver picks a free port itself and names it on stdout.
+        let work = tempfile::tempdir().unwrap();
+        let log_path = work.path().join("chromedriver.log");
+        let mut driver = Command::new("/usr/bin/chromedriver")
+            .arg("--port=0")
+            .stdout(std::fs::File::create(&log_path).unwrap())
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(port) = started_on(&log) {
+                break port;
+            }
+            if let Ok(Some(status)) = driver.try_wait() {
+                panic!("chromedriver exited with {status}:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver named no port in 20s:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let http = super::client();
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ready = match http.get(format!("{base}/status")).send().await {
                 Ok(resp) => resp
@@ -61,7 +92,7 @@ impl Browser {
             assert!(Instant::now() < deadline, "chromedriver not ready in 20s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let profile = tempfile::tempdir().unwrap();
+        let profile = work.path().join("profile");
         let args = [
             "--headless=new",
             "--no-sandbox",
@@ -76,7 +107,7 @@ impl Browser {
         ]
         .iter()
         .map(|a| a.to_string())
-        .chain([format!("--user-data-dir={}", profile.path().display())])
+        .chain([format!("--user-data-dir={}", profile.display())])
         .collect::<Vec<_>>();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -99,7 +130,7 @@ impl Browser {
             base,
             session,
             driver,
-            _profile: profile,
+            _work: work,
             http,
         })
     }

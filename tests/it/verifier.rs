@@ -2,14 +2,12 @@
 //! upstream. Tokens come from the gateway's GraphQL API; the verifiers learn its keys from its
 //! JWKS (or a PEM file) and check tokens on their own.
 
-mod common;
-
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -120,19 +118,6 @@ async fn rotation_reaches(gate: &Authgate, v: &Authgate, old_token: &str) -> Str
         "the old key stays published"
     );
     new_token
-}
-
-/// Waits until `check` holds (polling), or panics with `what` after `within`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
@@ -410,7 +395,8 @@ async fn not_ready_until_keys_load_and_bad_documents_change_nothing() {
         .verifier(&url, &gate.base)
         .env("AUTHGATE_JWT__JWKS_MIN_INTERVAL", "1s")
         .env("AUTHGATE_JWT__JWKS_REFRESH", "1s")
-        .start_unready(Some(&upstream));
+        .start_unready(Some(&upstream))
+        .await;
 
     // No keys yet: not ready, and tokens cannot be judged (503, not 401).
     let readyz = format!("{}/readyz", v.admin);
@@ -528,8 +514,14 @@ async fn a_pem_file_can_stand_in_for_the_jwks() {
     )
     .await;
     // A broken file keeps the keys in service.
+    let failed = failed_loads(&v).await;
     std::fs::write(&file, "-----BEGIN PUBLIC KEY-----\nbroken\n").unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the broken file is read (and fails)",
+        move || async move { failed_loads(vr).await > failed },
+    )
+    .await;
     let theirs: Value = get(&v, "/.well-known/jwks.json", None)
         .await
         .json()
@@ -544,14 +536,8 @@ async fn a_pem_file_can_stand_in_for_the_jwks() {
         .env("AUTHGATE_MODE", "verifier")
         .env("AUTHGATE_JWT__PUBLIC_KEY_FILE", file.to_str().unwrap())
         .env("AUTHGATE_JWT__ISSUER", &gate.base)
-        .env(
-            "AUTHGATE_SERVER__LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
-        .env(
-            "AUTHGATE_SERVER__ADMIN_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
+        .env("AUTHGATE_SERVER__LISTEN", "127.0.0.1:0")
+        .env("AUTHGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");

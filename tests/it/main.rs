@@ -1,0 +1,16 @@
+//! The integration tests, one binary (linked once): the real `authgate` binary on ephemeral
+//! ports, in front of real upstreams, with real SMTP, Redis and browser processes where an area
+//! needs them. One module per area; `common` is the harness.
+
+mod common;
+
+mod accounts;
+mod browser;
+mod cli;
+mod gateway;
+mod graphql_http;
+mod jwt_attacks;
+mod keys;
+mod lifecycle;
+mod sessions;
+mod verifier;
