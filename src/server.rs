@@ -63,8 +63,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
     tracing::info!(
         listen = %config.server.listen,
         admin = %config.server.admin_listen,
-        mode = ?config.mode,
-        kid = ?app.tokens.keys().snapshot().current().map(|key| key.kid.clone()),
+        mode = if config.is_gateway() { "gateway" } else { "verifier" },
+        kid = app
+            .tokens
+            .keys()
+            .snapshot()
+            .current()
+            .map_or(String::new(), |key| key.kid.clone()),
         "authgate serving"
     );
     server.run(RunArgs::default());

@@ -12,5 +12,6 @@ mod graphql_http;
 mod jwt_attacks;
 mod keys;
 mod lifecycle;
+mod logs;
 mod sessions;
 mod verifier;

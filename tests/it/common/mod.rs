@@ -298,8 +298,17 @@ async fn reported_ports(child: &mut Child, log: &Path) -> Result<(SocketAddr, So
     }
 }
 
-/// `... authgate serving listen=127.0.0.1:P admin=127.0.0.1:Q ...` → (listen, admin).
+/// `... authgate serving listen=127.0.0.1:P admin=127.0.0.1:Q ...` → (listen, admin); the
+/// same line as JSON (`log.format = "json"`) has them as fields.
 fn serving_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    if line.starts_with('{') {
+        let doc: Value = serde_json::from_str(line).ok()?;
+        if doc["message"] != "authgate serving" {
+            return None;
+        }
+        let field = |name: &str| doc[name].as_str()?.parse().ok();
+        return Some((field("listen")?, field("admin")?));
+    }
     let fields = line.split_once("authgate serving ")?.1;
     let field = |name: &str| {
         fields
