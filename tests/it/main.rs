@@ -13,5 +13,6 @@ mod jwt_attacks;
 mod keys;
 mod lifecycle;
 mod logs;
+mod postgres_store;
 mod sessions;
 mod verifier;

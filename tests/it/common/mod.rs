@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod postgres;
 pub mod redis;
 pub mod smtp;
 pub mod webdriver;
