@@ -5,14 +5,18 @@
 mod common;
 
 mod accounts;
+mod api_keys;
 mod browser;
 mod cli;
 mod gateway;
 mod graphql_http;
 mod jwt_attacks;
 mod keys;
-mod lifecycle;
 mod logs;
 mod postgres_store;
+mod profile;
+mod recovery;
+mod secondary_email;
 mod sessions;
+mod staff;
 mod verifier;

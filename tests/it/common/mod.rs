@@ -2,6 +2,7 @@
 //! real HTTP upstream that echoes what it received.
 #![allow(dead_code)]
 
+pub mod account;
 pub mod backend;
 pub mod postgres;
 pub mod redis;
