@@ -85,12 +85,12 @@ fn main() {
             let claims = Arc::new(claims);
             let keys: Vec<String> = (0..count).map(|i| format!("{token}{i}")).collect();
             measure(count, |i| {
-                cache.put(&keys[i], claims.clone(), 1, 0);
+                cache.put(&keys[i], claims.clone(), 1);
             })
         }
         "cache-hit" => {
             let cache = VerifiedCache::new(DEFAULT_CACHE_SIZE);
-            cache.put(&token, Arc::new(claims), 1, 0);
+            cache.put(&token, Arc::new(claims), 1);
             measure(count, |_| {
                 black_box(cache.get(black_box(&token), 1, 0, 0).unwrap());
             })

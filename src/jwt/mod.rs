@@ -206,7 +206,7 @@ impl TokenService {
             return Ok(claims);
         }
         let claims = Arc::new(self.verify_with(token, &set, now)?);
-        self.cache.put(token, claims.clone(), set.generation(), now);
+        self.cache.put(token, claims.clone(), set.generation());
         Ok(claims)
     }
 
