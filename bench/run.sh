@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # Side-by-side load test on one machine, in one run:
-#   upstream alone | nginx proxy_pass (no auth, the floor) | authgate (gateway, and a verifier
-#   fed by its JWKS) | Envoy jwt_authn
+#   upstream alone | nginx proxy_pass | bare Pingora (the engine alone: examples/bare_proxy.rs)
+#   | HAProxy plain | HAProxy jwt_verify | authgate (gateway with auth = "none" and "required",
+#   and a verifier fed by its JWKS) | Envoy jwt_authn
 # with one repeated token and with many distinct tokens (so no cache hides the RSA cost),
 # then a login storm (tokenAuth under load, and proxied p99 with and without it), idle RSS and
-# time to ready of both modes. Prints a Markdown table and appends it to bench/RESULTS.md.
+# time to ready of both modes (and of a gateway on the default config). Prints Markdown tables
+# (ratios to bare Pingora, HAProxy jwt_verify and Envoy jwt_authn, and the targets of the
+# performance work) and appends them to bench/RESULTS.md.
 #
 # Proxies and the upstream run pinned to PROXY_CORE, wrk to LOAD_CORE. Everything listens on
-# 127.0.0.1 and is stopped on exit. Knobs (env): DURATION=8s ROUNDS=3 CONNS=32 TOKENS=20000
-# PROXY_CORE=0 LOAD_CORE=1 AUTHGATE_BIN=... MINT_BIN=... (prebuilt binaries skip the build)
-# NO_ENVOY=1 NO_LOGIN=1 NO_RECORD=1.
+# 127.0.0.1 and is stopped on exit. Knobs (env): DURATION=8s ROUNDS=3 CONNS=32 TOKENS=50000
+# PROXY_CORE=0 LOAD_CORE=1 AUTHGATE_BIN=... MINT_BIN=... BARE_BIN=... (prebuilt binaries skip
+# the build) NO_ENVOY=1 NO_HAPROXY=1 NO_LOGIN=1 NO_RECORD=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-8s}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-32}
-TOKENS=${TOKENS:-20000}
+TOKENS=${TOKENS:-50000}
 PROXY_CORE=${PROXY_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
 
@@ -37,11 +40,22 @@ need_apt=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
+if [ -z "${NO_HAPROXY:-}" ]; then
+  command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   say "installing ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=""
+haproxy_note=""
+if [ -z "${NO_HAPROXY:-}" ]; then
+  HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+  [ -x "$HAPROXY" ] || { haproxy_note="HAProxy: not available here"; HAPROXY=""; }
+else
+  haproxy_note="HAProxy: skipped (NO_HAPROXY set)"
+fi
 
 ENVOY=""
 envoy_note=""
@@ -57,12 +71,13 @@ else
 fi
 
 # --- authgate --------------------------------------------------------------------------
-if [ -z "${AUTHGATE_BIN:-}" ] || [ -z "${MINT_BIN:-}" ]; then
+if [ -z "${AUTHGATE_BIN:-}" ] || [ -z "${MINT_BIN:-}" ] || [ -z "${BARE_BIN:-}" ]; then
   say "building authgate (release)"
-  cargo build --release --quiet --bin authgate --example mint_tokens
+  cargo build --release --quiet --bin authgate --example mint_tokens --example bare_proxy
   target="${CARGO_TARGET_DIR:-target}"
   AUTHGATE_BIN=${AUTHGATE_BIN:-$target/release/authgate}
   MINT_BIN=${MINT_BIN:-$target/release/examples/mint_tokens}
+  BARE_BIN=${BARE_BIN:-$target/release/examples/bare_proxy}
 fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -75,7 +90,8 @@ wait_http() { # url [max tries of 10 ms] [curl flags]: until it answers (2xx wit
 }
 
 UP=$(free_port); NGX=$(free_port); AG=$(free_port); AG_ADMIN=$(free_port); ENV=$(free_port)
-VF=$(free_port); VF_ADMIN=$(free_port)
+VF=$(free_port); VF_ADMIN=$(free_port); BARE=$(free_port); HAP=$(free_port); HAPJ=$(free_port)
+DF=$(free_port); DF_ADMIN=$(free_port)
 mkdir -p "$work/tmp"
 
 nginx_conf() { # name body
@@ -104,6 +120,8 @@ taskset -c "$PROXY_CORE" "$NGINX" -e "$work/upstream-error.log" -c "$work/upstre
 taskset -c "$PROXY_CORE" "$NGINX" -e "$work/proxy-error.log" -c "$work/proxy.conf" & pids+=($!); NGX_PID=$!
 wait_http "http://127.0.0.1:$UP/"
 wait_http "http://127.0.0.1:$NGX/"
+taskset -c "$PROXY_CORE" "$BARE_BIN" "127.0.0.1:$BARE" "127.0.0.1:$UP" 1 2>"$work/bare.log" & pids+=($!); BARE_PID=$!
+wait_http "http://127.0.0.1:$BARE/"
 
 cat > "$work/authgate.toml" <<EOF
 [server]
@@ -126,6 +144,11 @@ register = "1000000/1h"
 prefix = "/"
 upstream = "127.0.0.1:$UP"
 auth = "required"
+
+[[routes]]
+prefix = "/open"
+upstream = "127.0.0.1:$UP"
+auth = "none"
 EOF
 # First start generates the key; the second start below is the one timed.
 RUST_LOG=warn "$AUTHGATE_BIN" check-config --config "$work/authgate.toml" >/dev/null
@@ -145,6 +168,67 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" 
 [ "$code" = 200 ] || { say "authgate refused a valid token ($code)"; exit 1; }
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AG/x")
 [ "$code" = 401 ] || { say "authgate let a request without token through ($code)"; exit 1; }
+
+# A gateway on the default configuration (threads: one per core, default caches), for its
+# idle RSS only; its own data directory (sled locks it), the same keys.
+cat > "$work/default.toml" <<EOF
+[server]
+listen = "127.0.0.1:$DF"
+admin_listen = "127.0.0.1:$DF_ADMIN"
+
+[storage]
+data_dir = "$work/data-default"
+
+[jwt]
+keys_dir = "$work/keys"
+EOF
+RUST_LOG=warn "$AUTHGATE_BIN" serve --config "$work/default.toml" 2>"$work/default.log" & DF_PID=$!
+wait_http "http://127.0.0.1:$DF_ADMIN/readyz" 3000
+sleep 0.5
+df_rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$DF_PID/status")
+kill "$DF_PID"; wait "$DF_PID" 2>/dev/null || true
+
+if [ -n "$HAPROXY" ]; then
+  # The same checks as the gate: RS256 only, the issuer, exp, then the signature against the
+  # signing key's PEM (loaded at start).
+  pub_pem=$(ls "$work"/keys/*.pub.pem | head -1)
+  cat > "$work/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend plain
+  bind 127.0.0.1:$HAP
+  default_backend up
+frontend jwt
+  bind 127.0.0.1:$HAPJ
+  http-request deny status 401 unless { req.hdr(authorization) -m beg "Bearer " }
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request deny status 401 unless { var(txn.alg) -m str RS256 }
+  http-request deny status 401 unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str "$ISS" }
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+  http-request set-var(txn.now) date()
+  http-request deny status 401 if { var(txn.exp),sub(txn.now) -m int lt 0 }
+  http-request deny status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"$pub_pem") -m int 1 }
+  default_backend up
+backend up
+  http-reuse always
+  server s1 127.0.0.1:$UP
+EOF
+  taskset -c "$PROXY_CORE" "$HAPROXY" -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & pids+=($!); HAP_PID=$!
+  wait_http "http://127.0.0.1:$HAP/" 500 || true
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$HAPJ/x" || true)
+  bad=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${TOKEN%??????????}AAAAAAAAAA" "http://127.0.0.1:$HAPJ/x" || true)
+  if [ "$code" != 200 ] || [ "$bad" != 401 ]; then
+    haproxy_note="HAProxy: started but answered $code to a valid token and $bad to a bad one; left out. $(tail -3 "$work/haproxy.log" | tr '\n' ' ')"
+    kill "$HAP_PID" 2>/dev/null || true; HAPROXY=""
+  fi
+fi
 
 # A verifier (the sidecar role): proxy only, keys from the gateway's JWKS. Timed to ready,
 # which includes its first JWKS fetch.
@@ -212,7 +296,8 @@ static_resources:
 EOF
   taskset -c "$PROXY_CORE" "$ENVOY" -c "$work/envoy.yaml" --concurrency 1 --disable-hot-restart --log-level error \
     >"$work/envoy.log" 2>&1 & pids+=($!); ENV_PID=$!
-  wait_http "http://127.0.0.1:$ENV/" 1500 --max-time=1 || true
+  # Any answer will do (401 without a token): curl without -f.
+  wait_http "http://127.0.0.1:$ENV/" 1500 "--max-time 1" || true
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ENV/x" || true)
   if [ "$code" != 200 ]; then
     envoy_note="Envoy: started but did not accept the token ($code); left out. $(tail -3 "$work/envoy.log" | tr '\n' ' ')"
@@ -256,6 +341,13 @@ say "measuring: $ROUNDS rounds of $DURATION per target"
 for round in $(seq "$ROUNDS"); do
   run "upstream alone" "$UP_PID" "http://127.0.0.1:$UP/x"
   run "nginx proxy_pass (no auth)" "$NGX_PID" "http://127.0.0.1:$NGX/x"
+  run "bare Pingora (no auth)" "$BARE_PID" "http://127.0.0.1:$BARE/x"
+  if [ -n "$HAPROXY" ]; then
+    run "HAProxy plain (no auth)" "$HAP_PID" "http://127.0.0.1:$HAP/x"
+    run "HAProxy jwt_verify, repeated token" "$HAP_PID" "http://127.0.0.1:$HAPJ/x" -H "Authorization: Bearer $TOKEN"
+    run "HAProxy jwt_verify, distinct tokens" "$HAP_PID" "http://127.0.0.1:$HAPJ/x" -s "$work/distinct.lua" -- "$work/many.txt"
+  fi
+  run "authgate, auth = none" "$AG_PID" "http://127.0.0.1:$AG/open/x"
   run "authgate, repeated token" "$AG_PID" "http://127.0.0.1:$AG/x" -H "Authorization: Bearer $TOKEN"
   run "authgate, distinct tokens" "$AG_PID" "http://127.0.0.1:$AG/x" -s "$work/distinct.lua" -- "$work/many.txt"
   run "authgate verifier, repeated token" "$VF_PID" "http://127.0.0.1:$VF/x" -H "Authorization: Bearer $TOKEN"
@@ -291,14 +383,17 @@ fi
 # --- report -----------------------------------------------------------------------------
 machine="$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
 versions="authgate $(git describe --always --dirty 2>/dev/null || echo unknown); $("$NGINX" -v 2>&1 | sed 's/.*version: //'); wrk $( (wrk -v 2>&1 || true) | awk 'NR==1 {print $2}')"
+if [ -n "$HAPROXY" ]; then
+  versions="$versions; haproxy $("$HAPROXY" -v 2>/dev/null | awk 'NR==1 {print $3}')"
+fi
 if [ -n "$ENVOY" ]; then
   versions="$versions; envoy $("$ENVOY" --version 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -1)"
 fi
 
-report=$(python3 - "$results" "$(getconf CLK_TCK)" "$ready_ms" "$idle_rss_kib" "$login_line" "$vf_ready_ms" "$vf_rss_kib" <<'EOF'
+report=$(python3 - "$results" "$(getconf CLK_TCK)" "$ready_ms" "$idle_rss_kib" "$login_line" "$vf_ready_ms" "$vf_rss_kib" "$df_rss_kib" <<'EOF'
 import re, statistics, sys
 path, clk, ready_ms, rss_kib, login = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-vf_ready_ms, vf_rss_kib = int(sys.argv[6]), int(sys.argv[7])
+vf_ready_ms, vf_rss_kib, df_rss_kib = int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
 
 def ms(text):
     value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
@@ -323,34 +418,73 @@ for line in open(path):
     rows.setdefault(name, []).append((rps, p50, p99, cpu_us))
 
 med = {n: [statistics.median(col) for col in zip(*v)] for n, v in rows.items()}
+bare = med.get("bare Pingora (no auth)")
 up = med.get("upstream alone")
-ngx = med.get("nginx proxy_pass (no auth)")
-print("| target | req/s | p50 ms | p99 ms | CPU µs/req | × upstream | × nginx |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-for name, (rps, p50, p99, cpu) in med.items():
-    print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.1f} | {rps / up[0]:.2f} | {rps / ngx[0]:.2f} |")
+
+def peer(name, kind):
+    """The peer row with the same kind of tokens (repeated or distinct)."""
+    if "repeated" in name:
+        return med.get(f"{kind}, repeated token")
+    if "distinct" in name:
+        return med.get(f"{kind}, distinct tokens")
+    return None
+
+def ratio(a, b):
+    return f"{a[0] / b[0]:.2f}" if a and b else ""
+
+print("| target | req/s | p50 ms | p99 ms | CPU µs/req | × bare Pingora | × HAProxy jwt_verify | × Envoy jwt_authn |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for name, row in med.items():
+    rps, p50, p99, cpu = row
+    h = peer(name, "HAProxy jwt_verify") if name.startswith("authgate") else None
+    e = peer(name, "Envoy jwt_authn") if name.startswith("authgate") else None
+    print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.1f} | {ratio(row, bare)} | {ratio(row, h)} | {ratio(row, e)} |")
 ag = med.get("authgate, repeated token")
 if ag and up:
     print(f"\np99 added over the upstream alone (authgate, repeated token): {ag[2] - up[2]:.2f} ms")
-print(f"authgate idle RSS: {rss_kib / 1024:.1f} MiB; start to ready (existing key): {ready_ms} ms")
+print(f"authgate idle RSS: {rss_kib / 1024:.1f} MiB (threads = 1); on the default config: {df_rss_kib / 1024:.1f} MiB; start to ready (existing key): {ready_ms} ms")
 print(f"authgate verifier idle RSS: {vf_rss_kib / 1024:.1f} MiB; start to ready (first JWKS fetch included): {vf_ready_ms} ms")
+storm_ratio = None
 if login:
     login_out, quiet, storm = login.split("\t")
     l_rps, l50, l99, _ = parse(login_out)
     _, _, q99, _ = parse(quiet)
     _, _, s99, _ = parse(storm)
+    storm_ratio = s99 / q99
     print(f"login (tokenAuth, argon2id 19 MiB/t=2, 8 connections): {l_rps:,.0f} req/s, p50 {l50:.1f} ms, p99 {l99:.1f} ms")
-    print(f"proxied p99 without / during a login storm: {q99:.2f} / {s99:.2f} ms ({s99 / q99:.2f}×)")
+    print(f"proxied p99 without / during a login storm: {q99:.2f} / {s99:.2f} ms ({storm_ratio:.2f}×)")
+
+# The targets of the performance work, judged on this run.
+checks = []
+def check(what, value, goal, ok, fmt):
+    if value is None:
+        checks.append(f"| {what} | not measured | {goal} | |")
+    else:
+        checks.append(f"| {what} | {fmt.format(value)} | {goal} | {'met' if ok(value) else 'not met'} |")
+def rel(a, b):
+    a, b = med.get(a), med.get(b)
+    return a[0] / b[0] if a and b else None
+check("auth required, repeated token", rel("authgate, repeated token", "bare Pingora (no auth)"), "≥ 0.95× bare Pingora", lambda v: v >= 0.95, "{:.2f}×")
+check("distinct tokens", rel("authgate, distinct tokens", "bare Pingora (no auth)"), "≥ 0.6× bare Pingora", lambda v: v >= 0.6, "{:.2f}×")
+check("distinct tokens", rel("authgate, distinct tokens", "HAProxy jwt_verify, distinct tokens"), "≥ 1.25× HAProxy jwt_verify", lambda v: v >= 1.25, "{:.2f}×")
+check("distinct tokens", rel("authgate, distinct tokens", "Envoy jwt_authn, distinct tokens"), "≥ 1.5× Envoy jwt_authn", lambda v: v >= 1.5, "{:.2f}×")
+check("p99 added over direct", ag[2] - up[2] if ag and up else None, "≤ 0.5 ms", lambda v: v <= 0.5, "{:.2f} ms")
+check("proxied p99 during a login storm", storm_ratio, "≤ 2× idle", lambda v: v <= 2.0, "{:.2f}×")
+check("gateway idle RSS, default config", df_rss_kib / 1024, "≤ 30 MiB", lambda v: v <= 30, "{:.1f} MiB")
+check("verifier idle RSS", vf_rss_kib / 1024, "≤ 20 MiB", lambda v: v <= 20, "{:.1f} MiB")
+print("\n| target | this run | goal | |")
+print("|---|---:|---|---|")
+print("\n".join(checks))
 EOF
 )
 
 header="### $(date -u '+%Y-%m-%d %H:%M UTC') — $machine"
 detail="wrk -t1 -c$CONNS -d$DURATION on core $LOAD_CORE; proxies and upstream pinned to core $PROXY_CORE; medians of $ROUNDS interleaved rounds; $TOKENS distinct tokens. Versions: $versions."
-printf '%s\n\n%s\n\n%s\n' "$header" "$detail" "$report"
-if [ -n "$envoy_note" ]; then printf '\n%s\n' "$envoy_note"; fi
+notes=""
+for note in "$haproxy_note" "$envoy_note"; do
+  if [ -n "$note" ]; then notes="$notes"$'\n'"$note"; fi
+done
+printf '%s\n\n%s\n\n%s\n%s\n' "$header" "$detail" "$report" "$notes"
 if [ -z "${NO_RECORD:-}" ]; then
-  {
-    printf '\n%s\n\n%s\n\n%s\n' "$header" "$detail" "$report"
-    if [ -n "$envoy_note" ]; then printf '\n%s\n' "$envoy_note"; fi
-  } >> bench/RESULTS.md
+  printf '\n%s\n\n%s\n\n%s\n%s\n' "$header" "$detail" "$report" "$notes" >> bench/RESULTS.md
 fi

@@ -7,7 +7,7 @@
 //! (<https://gist.github.com/roycewilliams/226886fd01572964e1431ac8afc999ce>), BSD-licensed
 //! with Django.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::OnceLock;
 
@@ -18,13 +18,59 @@ const MAX_SIMILARITY: f64 = 0.7;
 
 static COMMON_GZ: &[u8] = include_bytes!("common-passwords.txt.gz");
 
-fn common_passwords() -> &'static HashSet<String> {
-    static SET: OnceLock<HashSet<String>> = OnceLock::new();
-    SET.get_or_init(|| {
-        let mut text = String::new();
-        let _ = flate2::read::GzDecoder::new(COMMON_GZ).read_to_string(&mut text);
-        text.lines().map(|l| l.trim().to_string()).collect()
-    })
+/// The common passwords sorted in one string, found by bisection over their offsets: about
+/// 230 KiB where a `HashSet<String>` of the 20,000 took about 1 MiB.
+struct CommonPasswords {
+    /// The passwords, sorted, each followed by `\n`.
+    text: Box<str>,
+    /// Where each password starts in `text`.
+    starts: Box<[u32]>,
+}
+
+impl CommonPasswords {
+    fn load() -> CommonPasswords {
+        let mut raw = String::new();
+        let _ = flate2::read::GzDecoder::new(COMMON_GZ).read_to_string(&mut raw);
+        let mut lines: Vec<&str> = raw
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.sort_unstable();
+        lines.dedup();
+        let mut text = String::with_capacity(raw.len());
+        let mut starts = Vec::with_capacity(lines.len());
+        for line in lines {
+            starts.push(text.len() as u32);
+            text.push_str(line);
+            text.push('\n');
+        }
+        CommonPasswords {
+            text: text.into_boxed_str(),
+            starts: starts.into_boxed_slice(),
+        }
+    }
+
+    /// The password that starts at `start`.
+    fn at(&self, start: u32) -> &str {
+        let rest = &self.text[start as usize..];
+        &rest[..rest.find('\n').unwrap_or(rest.len())]
+    }
+
+    fn contains(&self, password: &str) -> bool {
+        self.starts
+            .binary_search_by(|&start| self.at(start).cmp(password))
+            .is_ok()
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len()
+    }
+}
+
+fn common_passwords() -> &'static CommonPasswords {
+    static SET: OnceLock<CommonPasswords> = OnceLock::new();
+    SET.get_or_init(CommonPasswords::load)
 }
 
 /// Loads the common-password list now rather than on the first registration.
@@ -164,6 +210,11 @@ mod tests {
     #[test]
     fn django_rules() {
         assert!(preload() > 19_000, "the list loads whole");
+        let list = common_passwords();
+        let all: Vec<&str> = list.starts.iter().map(|&s| list.at(s)).collect();
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "sorted, each once");
+        assert!(all.iter().all(|p| list.contains(p)));
+        assert!(!list.contains("") && !list.contains("vX9!kq2#Lm"));
         assert!(codes("vX9!kq2#Lm").is_empty());
         assert_eq!(codes("short"), ["password_too_short"]);
         assert_eq!(codes("password"), ["password_too_common"]);

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::EncodingKey;
 
 use crate::files::{write_atomic, Existing};
 use rsa::pkcs8::{
@@ -78,7 +78,9 @@ pub struct Key {
     pub public_pem: String,
     pub jwk: Jwk,
     pub(crate) encoding: Option<EncodingKey>,
-    pub(crate) decoding: DecodingKey,
+    /// The public key parsed once for RS256 checks (aws-lc would otherwise parse the DER on
+    /// every verification).
+    verifying: aws_lc_rs::signature::ParsedPublicKey,
 }
 
 impl std::fmt::Debug for Key {
@@ -116,9 +118,12 @@ impl Key {
         if let Some(kid) = kid {
             jwk.kid = kid;
         }
-        // Built from PEM rather than from n/e: that form verifies faster.
-        let decoding =
-            DecodingKey::from_rsa_pem(public_pem.as_bytes()).map_err(|e| e.to_string())?;
+        let der = public.to_public_key_der().map_err(|e| e.to_string())?;
+        let verifying = aws_lc_rs::signature::ParsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+            der.as_bytes(),
+        )
+        .map_err(|e| format!("not a usable RS256 key ({e})"))?;
         Ok(Key {
             kid: jwk.kid.clone(),
             created: 0,
@@ -127,8 +132,13 @@ impl Key {
             public_pem,
             jwk,
             encoding: None,
-            decoding,
+            verifying,
         })
+    }
+
+    /// Whether `signature` (decoded) is this key's RS256 signature of `message`.
+    pub fn verify_rs256(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.verifying.verify_sig(message, signature).is_ok()
     }
 }
 

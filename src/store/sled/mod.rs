@@ -20,6 +20,11 @@ use crate::accounts::storage::{BoxError, SessionError, StoreError};
 /// Bumped when the on-disk layout changes; a store of another version is refused.
 const FORMAT_VERSION: u32 = 1;
 
+/// The most memory sled's page cache may hold (its default is 1 GiB). Account records are a
+/// few hundred bytes and are read on logins and account calls, never on the proxy path; 32 MiB
+/// keeps tens of thousands of them hot, and the OS page cache holds the rest of the file.
+const CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
+
 pub struct SledStore {
     db: sled::Db,
     users: sled::Tree,
@@ -86,16 +91,20 @@ impl SledStore {
                     reason: e.to_string(),
                 })?;
         }
-        let db = sled::Config::new().path(dir).open().map_err(|e| match &e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                OpenError::Locked(path.clone())
-            }
-            _ if e.to_string().contains("lock") => OpenError::Locked(path.clone()),
-            _ => OpenError::Other {
-                path: path.clone(),
-                reason: e.to_string(),
-            },
-        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_CAPACITY)
+            .open()
+            .map_err(|e| match &e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    OpenError::Locked(path.clone())
+                }
+                _ if e.to_string().contains("lock") => OpenError::Locked(path.clone()),
+                _ => OpenError::Other {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                },
+            })?;
         let other = |e: sled::Error| OpenError::Other {
             path: path.clone(),
             reason: e.to_string(),
