@@ -1,21 +1,16 @@
 //! The API keys the gate resolved lately, so a key sent on every request costs one store read
 //! a minute, not one per request.
 
-use std::num::NonZeroUsize;
-use std::sync::Mutex;
-
-use lru::LruCache;
-
 use crate::jwt::Subject;
 
 /// How long a resolved key is believed: role or status changes reach the gate this soon.
 const CACHE_TTL: i64 = 60;
 const CACHE_ENTRIES: usize = 10_000;
 
-/// Recently resolved API keys: hash → owner, bounded (least recently used goes first). A
+/// Recently resolved API keys: hash → owner, bounded (quick_cache: sharded, S3-FIFO). A
 /// revoke or a deletion in this process removes the entries at once.
 pub(super) struct KeyCache {
-    entries: Mutex<LruCache<String, CachedKey>>,
+    entries: quick_cache::sync::Cache<String, CachedKey>,
 }
 
 #[derive(Clone)]
@@ -28,47 +23,30 @@ pub(super) struct CachedKey {
 impl Default for KeyCache {
     fn default() -> Self {
         KeyCache {
-            entries: Mutex::new(LruCache::new(
-                NonZeroUsize::new(CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
-            )),
+            entries: quick_cache::sync::Cache::new(CACHE_ENTRIES),
         }
     }
 }
 
 impl KeyCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, CachedKey>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub(super) fn get(&self, hash: &str, now: i64) -> Option<CachedKey> {
-        let mut entries = self.lock();
-        match entries.get(hash) {
-            Some(entry) if now - entry.fetched < CACHE_TTL => Some(entry.clone()),
-            Some(_) => {
-                entries.pop(hash);
-                None
-            }
-            None => None,
+        let entry = self.entries.get(hash)?;
+        if now - entry.fetched < CACHE_TTL {
+            return Some(entry);
         }
+        self.entries.remove(hash);
+        None
     }
 
     pub(super) fn put(&self, hash: &str, entry: CachedKey) {
-        self.lock().put(hash.to_string(), entry);
+        self.entries.insert(hash.to_string(), entry);
     }
 
     pub(super) fn forget(&self, hash: &str) {
-        self.lock().pop(hash);
+        self.entries.remove(hash);
     }
 
     pub(super) fn forget_user(&self, user_id: &str) {
-        let mut entries = self.lock();
-        let theirs: Vec<String> = entries
-            .iter()
-            .filter(|(_, e)| e.subject.user_id == user_id)
-            .map(|(hash, _)| hash.clone())
-            .collect();
-        for hash in theirs {
-            entries.pop(&hash);
-        }
+        self.entries.retain(|_, e| e.subject.user_id != user_id);
     }
 }
