@@ -7,6 +7,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod cookies;
+pub mod cors;
+pub mod dialects;
 pub mod email;
 pub mod files;
 pub mod gate;

@@ -38,9 +38,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     server.bootstrap();
 
     let schema = graphql::build_schema(app.clone(), &config.graphql);
+    let dialects = crate::dialects::build(&app).map_err(StartError::Config)?;
     let mut public = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Proxy::new(app.clone(), schema),
+        Proxy::new(app.clone(), schema, dialects),
         "authgate public listener",
     );
     public_port.add_to(&mut public);

@@ -13,7 +13,7 @@ use super::password::Hasher;
 use super::policy::PasswordPolicy;
 use super::secret;
 use super::storage::{ApiKeyStore, RateLimiter, RefreshRecord, RefreshStore, UserStore, Verdict};
-use super::{Links, Settings, TokenPair};
+use super::{ClaimsFor, Links, Settings, TokenPair};
 use crate::config::Rate;
 use crate::email::{EmailKind, Mailer};
 use crate::jwt::{unix_now, Claims, Subject, TokenService};
@@ -176,19 +176,37 @@ impl Core {
             date_joined: unix_now(),
             last_login: None,
             security_stamp: new_stamp(),
+            serial: None,
         }
     }
 
-    pub fn issue(&self, user: &User) -> Result<(String, Claims), Failure> {
-        self.tokens.issue(&subject(user)).map_err(|e| {
+    /// Gives `user` its stable number if it has none yet (accounts made before numbers were).
+    pub async fn number(&self, user: &mut User) -> Result<(), Failure> {
+        if user.serial.is_none() {
+            user.serial = Some(self.users.next_serial().await?);
+        }
+        Ok(())
+    }
+
+    /// A new access token for `user`, carrying the extra claims `extra` makes.
+    pub fn issue(&self, user: &User, extra: ClaimsFor) -> Result<(String, Claims), Failure> {
+        let made = self
+            .tokens
+            .issue_with(&subject(user), |claims| extra(user, claims));
+        made.map_err(|e| {
             tracing::error!(error = %e, "signing failed");
             Failure::unavailable()
         })
     }
 
     /// A new access token and refresh token; the refresh token joins `family` or starts one.
-    pub async fn pair(&self, user: &User, family: Option<String>) -> Result<TokenPair, Failure> {
-        let (token, claims) = self.issue(user)?;
+    pub async fn pair(
+        &self,
+        user: &User,
+        family: Option<String>,
+        extra: ClaimsFor,
+    ) -> Result<TokenPair, Failure> {
+        let (token, claims) = self.issue(user, extra)?;
         let (refresh_token, hash) = secret::new_secret();
         let refresh_expires_at = unix_now() + self.settings.refresh_ttl.as_secs() as i64;
         let record = RefreshRecord {

@@ -10,6 +10,7 @@
 
 pub mod api_keys;
 mod core;
+pub mod directory;
 pub mod email_token;
 pub mod error;
 mod key_cache;
@@ -30,11 +31,12 @@ use std::time::Duration;
 
 use crate::config::Rate;
 use crate::email::Mailer;
-use crate::jwt::{Claims, TokenService};
+use crate::jwt::{Claims, ExtraClaims, TokenService};
 
 pub use self::core::subject;
 pub use crate::config::DeleteMode;
 pub use api_keys::{ApiKeys, API_KEY_PREFIX};
+pub use directory::{Directory, Order, PublicFilter, PublicUser};
 pub use email_token::{EmailTokens, Purpose, TokenError};
 pub use error::{Code, Failure, Field, Problem};
 pub use model::{ApiKey, User};
@@ -42,7 +44,7 @@ pub use password::{Argon2Settings, Hasher};
 pub use policy::PasswordPolicy;
 pub use profile::{Profile, ProfileUpdate};
 pub use recovery::Recovery;
-pub use registration::{Activation, NewAccount, Registration, SignUp};
+pub use registration::{Activation, NewAccount, Registered, Registration, SignUp};
 pub use secondary_email::SecondaryEmail;
 pub use sessions::{LoggedIn, LoginRequest, Sessions};
 pub use staff::{Staff, UserFilter};
@@ -79,6 +81,15 @@ pub trait Links: Send + Sync {
     fn password_reset(&self, user: &User, token: &str) -> String;
     fn password_set(&self, user: &User, token: &str) -> String;
     fn secondary_email(&self, user: &User, token: &str) -> String;
+}
+
+/// The claims an adapter adds to the access tokens issued through it, made from the account
+/// and the standard claims (a dialect's extra claims, SPEC §11). [`no_extra_claims`] for none.
+pub type ClaimsFor = fn(&User, &Claims) -> ExtraClaims;
+
+/// The native schema's tokens: the standard claims only.
+pub fn no_extra_claims(_: &User, _: &Claims) -> ExtraClaims {
+    ExtraClaims::new()
 }
 
 /// An access token with its refresh token.
@@ -120,6 +131,7 @@ pub struct Accounts {
     pub secondary_email: SecondaryEmail,
     pub api_keys: ApiKeys,
     pub staff: Staff,
+    pub directory: Directory,
     core: Arc<core::Core>,
 }
 
@@ -138,16 +150,27 @@ impl Accounts {
             settings: parts.settings,
             key_cache: Default::default(),
         });
+        Accounts::over(core, no_extra_claims)
+    }
+
+    fn over(core: Arc<core::Core>, claims: ClaimsFor) -> Accounts {
         Accounts {
-            registration: Registration::new(core.clone()),
-            sessions: Sessions::new(core.clone()),
+            registration: Registration::new(core.clone(), claims),
+            sessions: Sessions::new(core.clone(), claims),
             recovery: Recovery::new(core.clone()),
-            profile: Profile::new(core.clone()),
+            profile: Profile::new(core.clone(), claims),
             secondary_email: SecondaryEmail::new(core.clone()),
             api_keys: ApiKeys::new(core.clone()),
             staff: Staff::new(core.clone()),
+            directory: Directory::new(core.clone()),
             core,
         }
+    }
+
+    /// The same accounts (one store, one set of sessions and limits) whose access tokens also
+    /// carry the claims `claims` makes: what an adapter with its own claims (a dialect) uses.
+    pub fn with_claims(&self, claims: ClaimsFor) -> Accounts {
+        Accounts::over(self.core.clone(), claims)
     }
 
     pub fn settings(&self) -> &Settings {

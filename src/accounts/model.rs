@@ -30,6 +30,11 @@ pub struct User {
     pub last_login: Option<i64>,
     /// Changes whenever the password changes; email tokens bound to it die with it.
     pub security_stamp: String,
+    /// A stable positive number, unique among users, given by the store (for clients that
+    /// want an integer key, such as django's `pk`); `None` for accounts older than numbers
+    /// until their next login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<i64>,
 }
 
 impl User {

@@ -8,7 +8,7 @@ use super::core::{clean, token_failure, Core};
 use super::email_token::{Purpose, TokenError};
 use super::error::{Code, Failure, Field};
 use super::model::{fold, User};
-use super::{valid_email, valid_username, Links, TokenPair};
+use super::{valid_email, valid_username, ClaimsFor, Links, TokenPair};
 use crate::email::EmailKind;
 
 /// What `register` takes.
@@ -50,11 +50,12 @@ const BAD_USERNAME: &str = "Enter a valid username: up to 150 letters, digits an
 
 pub struct Registration {
     core: Arc<Core>,
+    claims: ClaimsFor,
 }
 
 impl Registration {
-    pub(super) fn new(core: Arc<Core>) -> Registration {
-        Registration { core }
+    pub(super) fn new(core: Arc<Core>, claims: ClaimsFor) -> Registration {
+        Registration { core, claims }
     }
 
     /// Creates an account and sends its activation email; with unverified logins allowed,
@@ -97,6 +98,7 @@ impl Registration {
             return Err(failure);
         }
         user.password_hash = Some(core.hasher.hash(input.password1).await?);
+        core.number(&mut user).await?;
         core.users.create(&user).await?;
         if let Err(failure) = core.send_activation(&user, links).await {
             // No half-created account: the address is free again.
@@ -106,7 +108,7 @@ impl Registration {
             return Err(failure);
         }
         let tokens = if core.settings.allow_unverified_login {
-            Some(core.pair(&user, None).await?)
+            Some(core.pair(&user, None, self.claims).await?)
         } else {
             None
         };
@@ -194,6 +196,7 @@ impl Registration {
             }
             user.password_hash = Some(core.hasher.hash(password).await?);
         }
+        core.number(&mut user).await?;
         core.users.create(&user).await?;
         Ok(user)
     }

@@ -9,7 +9,7 @@ use super::error::{Code, Failure};
 use super::model::User;
 use super::secret;
 use super::storage::Consumed;
-use super::TokenPair;
+use super::{ClaimsFor, TokenPair};
 use crate::jwt::{unix_now, Claims, Rejection};
 
 /// What `login` takes: one identifier and the password.
@@ -41,11 +41,12 @@ fn presented(refresh_token: Option<&str>) -> Result<&str, Failure> {
 
 pub struct Sessions {
     core: Arc<Core>,
+    claims: ClaimsFor,
 }
 
 impl Sessions {
-    pub(super) fn new(core: Arc<Core>) -> Sessions {
-        Sessions { core }
+    pub(super) fn new(core: Arc<Core>, claims: ClaimsFor) -> Sessions {
+        Sessions { core, claims }
     }
 
     /// Checks the password of the account an identifier names and starts a session. Unknown
@@ -81,11 +82,12 @@ impl Sessions {
         let unarchiving = user.archived;
         user.archived = false;
         user.last_login = Some(unix_now());
+        core.number(&mut user).await?;
         if hash.as_deref().is_some_and(|h| core.hasher.needs_rehash(h)) {
             user.password_hash = Some(core.hasher.hash(request.password).await?);
         }
         core.users.update(&user).await?;
-        let tokens = core.pair(&user, None).await?;
+        let tokens = core.pair(&user, None, self.claims).await?;
         Ok(LoggedIn {
             user,
             tokens,
@@ -117,7 +119,7 @@ impl Sessions {
                 return Err(invalid_refresh());
             }
         };
-        let pair = core.pair(&user, Some(record.family)).await?;
+        let pair = core.pair(&user, Some(record.family), self.claims).await?;
         Ok((user, pair))
     }
 

@@ -16,6 +16,12 @@ pub struct UserFilter {
     pub is_staff: Option<bool>,
     /// Case-insensitive substring of email, username or name.
     pub search: Option<String>,
+    pub is_active: Option<bool>,
+    /// Case-insensitive substring of the username.
+    pub username_contains: Option<String>,
+    /// Case-insensitive start of the username.
+    pub username_starts_with: Option<String>,
+    pub secondary_email: Option<String>,
 }
 
 impl UserFilter {
@@ -30,6 +36,18 @@ impl UserFilter {
             && self.verified.is_none_or(|v| v == user.verified)
             && self.archived.is_none_or(|v| v == user.archived)
             && self.is_staff.is_none_or(|v| v == user.is_staff)
+            && self.is_active.is_none_or(|v| v == user.is_active)
+            && eq(&self.secondary_email, user.secondary_email.as_deref())
+            && self.username_contains.as_deref().is_none_or(|part| {
+                user.username
+                    .as_deref()
+                    .is_some_and(|name| fold(name).contains(&fold(part)))
+            })
+            && self.username_starts_with.as_deref().is_none_or(|start| {
+                user.username
+                    .as_deref()
+                    .is_some_and(|name| fold(name).starts_with(&fold(start)))
+            })
             && search.is_none_or(|needle| {
                 [
                     Some(user.email.as_str()),
@@ -60,6 +78,23 @@ impl Staff {
             return Err(Failure::forbidden("Staff only."));
         }
         Ok(self.core.users.get(id).await?)
+    }
+
+    /// Staff (or the user themself) may read a user by its number ([`User::serial`]).
+    pub async fn user_by_serial(
+        &self,
+        caller: Option<&str>,
+        serial: i64,
+    ) -> Result<Option<User>, Failure> {
+        let me = self.core.active(caller).await?;
+        if me.serial == Some(serial) {
+            return Ok(Some(me));
+        }
+        if !me.is_staff {
+            return Err(Failure::forbidden("Staff only."));
+        }
+        let users = self.core.users.all().await?;
+        Ok(users.into_iter().find(|u| u.serial == Some(serial)))
     }
 
     /// Staff only: users matching `filter`, in the order they joined.

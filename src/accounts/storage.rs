@@ -46,6 +46,8 @@ pub trait UserStore: Send + Sync {
     async fn flush(&self) -> Result<(), StoreError>;
     /// Every user (for the staff queries); runs off the async threads.
     async fn all(&self) -> Result<Vec<User>, StoreError>;
+    /// A positive number never handed out before (a user's [`User::serial`]).
+    async fn next_serial(&self) -> Result<i64, StoreError>;
 }
 
 #[async_trait]

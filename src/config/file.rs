@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::values::{Duration, Rate};
-use super::{AuthMode, DeleteMode, LogFormat, LoginField, SmtpTls, TransportKind};
+use super::{
+    AuthMode, DeleteMode, DialectKind, LogFormat, LoginField, SameSite, SmtpTls, TransportKind,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -33,6 +35,7 @@ pub struct FileConfig {
     pub rate_limit: RateLimitSection,
     pub log: LogSection,
     pub routes: Vec<RouteSection>,
+    pub dialects: Vec<DialectSection>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +45,7 @@ pub struct ServerSection {
     pub admin_listen: SocketAddr,
     pub public_url: String,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub cors_origins: Vec<String>,
     pub threads: usize,
     pub shutdown_timeout: Duration,
 }
@@ -139,6 +143,21 @@ pub struct RouteSection {
     pub roles: Vec<String>,
     #[serde(default)]
     pub strip_prefix: bool,
+    #[serde(default)]
+    pub skip_auth_preflight: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialectSection {
+    pub kind: DialectKind,
+    pub prefix: String,
+    #[serde(default)]
+    pub link_base_url: String,
+    #[serde(default)]
+    pub redirect_origins: Vec<String>,
+    #[serde(default)]
+    pub cookie_same_site: SameSite,
 }
 
 impl RouteSection {
@@ -169,7 +188,9 @@ impl Default for FileConfig {
                 require_verified: false,
                 roles: vec![],
                 strip_prefix: false,
+                skip_auth_preflight: false,
             }],
+            dialects: vec![],
         }
     }
 }
@@ -181,6 +202,7 @@ impl Default for ServerSection {
             admin_listen: ([127, 0, 0, 1], 9090).into(),
             public_url: "http://127.0.0.1:8080".into(),
             trusted_proxies: vec![],
+            cors_origins: vec![],
             threads: 0,
             shutdown_timeout: Duration::secs(10),
         }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use file::DEFAULT_VERIFY_CACHE_SIZE;
 use file::{FileConfig, ModeName};
-pub use values::{Duration, HttpUrl, Rate, RoutePrefix, Upstream};
+pub use values::{Duration, HttpUrl, Origin, Rate, RoutePrefix, Upstream};
 
 /// A configuration problem, always reported as one line naming the key (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +102,37 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which original account API a dialect serves (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DialectKind {
+    #[serde(rename = "django-graphql-auth")]
+    DjangoGraphqlAuth,
+    #[serde(rename = "django-graphql-auth-relay")]
+    DjangoGraphqlAuthRelay,
+    #[serde(rename = "krypton")]
+    Krypton,
+}
+
+impl DialectKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DialectKind::DjangoGraphqlAuth => "django-graphql-auth",
+            DialectKind::DjangoGraphqlAuthRelay => "django-graphql-auth-relay",
+            DialectKind::Krypton => "krypton",
+        }
+    }
+}
+
+/// A cookie's `SameSite` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    #[default]
+    Strict,
+    Lax,
+    None,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
@@ -124,6 +155,8 @@ pub struct Config {
     pub log: Log,
     /// Longest prefix first.
     pub routes: Vec<Route>,
+    /// The original account APIs served beside the native one, in the order written.
+    pub dialects: Vec<Dialect>,
     /// The file as written (after overrides), for `check-config`.
     written: FileConfig,
 }
@@ -134,6 +167,8 @@ pub struct Server {
     pub admin_listen: SocketAddr,
     pub public_url: HttpUrl,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Browser origins allowed to call authgate's own endpoints (CORS, with credentials).
+    pub cors_origins: Vec<Origin>,
     /// Worker threads of the public listener; at least 1 (0 in the file: one per core).
     pub threads: usize,
     /// After SIGTERM, how long to finish in-flight requests before exiting.
@@ -250,7 +285,32 @@ pub struct Route {
     /// Any of these; empty: any authenticated user.
     pub roles: Vec<String>,
     pub strip_prefix: bool,
+    /// CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) pass to
+    /// the upstream without credentials.
+    pub skip_auth_preflight: bool,
 }
+
+/// One `[[dialects]]` table: an original's client-facing API under `prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dialect {
+    pub kind: DialectKind,
+    pub prefix: RoutePrefix,
+    /// Where links in mail sent through this dialect point: `link_base_url`, else
+    /// `server.public_url` + `prefix` (authgate serves those pages).
+    pub link_base: HttpUrl,
+    /// Origins a client's redirect URL may use (Karrio); default: the link base's origin.
+    pub redirect_origins: Vec<Origin>,
+    pub cookie_same_site: SameSite,
+}
+
+/// authgate's own top-level paths: a dialect prefix may not be one, lie under one, or hold one.
+pub const OWN_PATHS: &[&str] = &[
+    "/graphql",
+    "/.well-known",
+    "/activate",
+    "/verify-email",
+    "/password",
+];
 
 impl Config {
     /// Loads the effective configuration: defaults, then the file (if any), then the
@@ -393,7 +453,8 @@ impl Config {
             server: Server {
                 listen: f.server.listen,
                 admin_listen: f.server.admin_listen,
-                public_url,
+                public_url: public_url.clone(),
+                cors_origins: origins("server.cors_origins", &f.server.cors_origins)?,
                 trusted_proxies: f.server.trusted_proxies.clone(),
                 threads: match f.server.threads {
                     0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -452,6 +513,7 @@ impl Config {
                 access_log: f.log.access_log,
             },
             routes: routes(&f.routes)?,
+            dialects: dialects(f, &public_url)?,
             written,
         };
         Ok(config)
@@ -564,10 +626,102 @@ fn routes(sections: &[file::RouteSection]) -> Result<Vec<Route>, ConfigError> {
             require_verified: route.require_verified,
             roles: route.roles.clone(),
             strip_prefix: route.strip_prefix,
+            skip_auth_preflight: route.skip_auth_preflight,
         });
     }
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.as_str().len()));
     Ok(routes)
+}
+
+fn origins(key: &str, texts: &[String]) -> Result<Vec<Origin>, ConfigError> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            Origin::parse(text).map_err(|what| ConfigError::at(format!("{key}[{i}]"), what))
+        })
+        .collect()
+}
+
+/// The `[[dialects]]` tables, with the refusals of SPEC §11: a prefix that is `/`, one of
+/// authgate's own paths (or under or above one), or overlaps another dialect's; a route at or
+/// under a dialect's prefix; URLs that are not absolute http(s); `SameSite=None` without https;
+/// any dialect on a verifier.
+fn dialects(f: &FileConfig, public_url: &HttpUrl) -> Result<Vec<Dialect>, ConfigError> {
+    let mut dialects: Vec<Dialect> = Vec::with_capacity(f.dialects.len());
+    for (i, section) in f.dialects.iter().enumerate() {
+        let key = |field: &str| format!("dialects[{i}].{field}");
+        if f.mode == ModeName::Verifier {
+            return Err(ConfigError::at(
+                "dialects",
+                "dialects serve accounts: only with mode = \"gateway\"",
+            ));
+        }
+        let prefix = RoutePrefix::parse(&section.prefix)
+            .map_err(|what| ConfigError::at(key("prefix"), what))?;
+        if prefix.is_root() {
+            return Err(ConfigError::at(
+                key("prefix"),
+                "must not be `/`: name a path such as `/django`",
+            ));
+        }
+        for own in OWN_PATHS {
+            let own = RoutePrefix::parse(own).expect("own paths are prefixes");
+            if own.contains(&prefix) || prefix.contains(&own) {
+                return Err(ConfigError::at(
+                    key("prefix"),
+                    format!("`{prefix}` collides with authgate's own path `{own}`"),
+                ));
+            }
+        }
+        if let Some(other) = dialects
+            .iter()
+            .find(|d| d.prefix.contains(&prefix) || prefix.contains(&d.prefix))
+        {
+            return Err(ConfigError::at(
+                key("prefix"),
+                format!(
+                    "`{prefix}` overlaps the prefix `{}` of another dialect",
+                    other.prefix
+                ),
+            ));
+        }
+        if let Some(route) = f
+            .routes
+            .iter()
+            .position(|r| RoutePrefix::parse(&r.prefix).is_ok_and(|route| prefix.contains(&route)))
+        {
+            return Err(ConfigError::at(
+                format!("routes[{route}].prefix"),
+                format!("lies at or under the prefix `{prefix}` of dialects[{i}]: dialect paths are authgate's own"),
+            ));
+        }
+        let link_base = match section.link_base_url.as_str() {
+            "" => HttpUrl::parse(&format!("{}{prefix}", public_url.as_str()))
+                .map_err(|what| ConfigError::at("server.public_url", what))?,
+            text => {
+                HttpUrl::parse(text).map_err(|what| ConfigError::at(key("link_base_url"), what))?
+            }
+        };
+        let mut redirect_origins = origins(&key("redirect_origins"), &section.redirect_origins)?;
+        if redirect_origins.is_empty() {
+            redirect_origins.push(Origin::of(&link_base));
+        }
+        if section.cookie_same_site == SameSite::None && !public_url.is_https() {
+            return Err(ConfigError::at(
+                key("cookie_same_site"),
+                "\"none\" needs an https server.public_url (browsers drop SameSite=None cookies without Secure)",
+            ));
+        }
+        dialects.push(Dialect {
+            kind: section.kind,
+            prefix,
+            link_base,
+            redirect_origins,
+            cookie_same_site: section.cookie_same_site,
+        });
+    }
+    Ok(dialects)
 }
 
 fn read_toml(path: &Path) -> Result<toml::Table, ConfigError> {
@@ -634,9 +788,113 @@ mod tests {
                         );
                     }
                 }
-                _ => assert!(text.contains(&format!("\n{section} = ")) || section == "routes"),
+                _ => assert!(
+                    text.contains(&format!("\n{section} = "))
+                        || ["routes", "dialects"].contains(&section.as_str())
+                ),
             }
         }
+        for key in [
+            "kind",
+            "prefix",
+            "link_base_url",
+            "redirect_origins",
+            "cookie_same_site",
+        ] {
+            assert!(
+                text.contains(&format!("\n# {key} = ")),
+                "config/authgate.toml does not document dialects.{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn dialects_are_typed_and_refused_where_they_collide() {
+        let config = load(
+            "[server]\ncors_origins = [\"HTTPS://App.example.com\"]\n[[dialects]]\nkind = \"krypton\"\nprefix = \"/auth/krypton/\"\n[[dialects]]\nkind = \"django-graphql-auth-relay\"\nprefix = \"/relay\"\nlink_base_url = \"https://app.example.com/account\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            config.server.cors_origins[0].as_str(),
+            "https://app.example.com"
+        );
+        let [krypton, relay] = &config.dialects[..] else {
+            panic!("two dialects: {:?}", config.dialects);
+        };
+        assert_eq!(krypton.kind, DialectKind::Krypton);
+        assert_eq!(krypton.prefix.as_str(), "/auth/krypton");
+        assert_eq!(
+            krypton.link_base.as_str(),
+            "http://127.0.0.1:8080/auth/krypton"
+        );
+        assert_eq!(krypton.cookie_same_site, SameSite::Strict);
+        assert_eq!(
+            relay.redirect_origins[0].as_str(),
+            "https://app.example.com"
+        );
+        let route = "[[routes]]\nprefix = \"/\"\nupstream = \"127.0.0.1:1\"\n";
+        let dialect = |kind: &str, prefix: &str| {
+            format!("[[dialects]]\nkind = \"{kind}\"\nprefix = \"{prefix}\"\n")
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (dialect("karrio-ish", "/k"), "dialects[0].kind"),
+            (dialect("krypton", ""), "dialects[0].prefix"),
+            (dialect("krypton", "/"), "dialects[0].prefix"),
+            (dialect("krypton", "/graphql"), "dialects[0].prefix"),
+            (dialect("krypton", "/password/x"), "dialects[0].prefix"),
+            (dialect("krypton", "/.well-known"), "dialects[0].prefix"),
+            (dialect("krypton", "/activate"), "dialects[0].prefix"),
+            (
+                dialect("krypton", "/a") + &dialect("django-graphql-auth", "/a/b"),
+                "dialects[1].prefix",
+            ),
+            (
+                dialect("krypton", "/a/b") + &dialect("django-graphql-auth", "/a"),
+                "dialects[1].prefix",
+            ),
+            (
+                format!("{route}[[routes]]\nprefix = \"/k/x\"\nupstream = \"127.0.0.1:1\"\n")
+                    + &dialect("krypton", "/k"),
+                "routes[1].prefix",
+            ),
+            (
+                dialect("krypton", "/k") + "link_base_url = \"app.example.com\"\n",
+                "dialects[0].link_base_url",
+            ),
+            (
+                dialect("krypton", "/k") + "redirect_origins = [\"https://*.example.com\"]\n",
+                "dialects[0].redirect_origins[0]",
+            ),
+            (
+                dialect("krypton", "/k") + "cookie_same_site = \"none\"\n",
+                "dialects[0].cookie_same_site",
+            ),
+            (
+                dialect("krypton", "/k") + "cookie_same_site = \"sometimes\"\n",
+                "dialects[0].cookie_same_site",
+            ),
+            (
+                "mode = \"verifier\"\n[jwt]\njwks_url = \"http://g/j\"\nissuer = \"i\"\n"
+                    .to_string()
+                    + &dialect("krypton", "/k"),
+                "dialects",
+            ),
+            (
+                "[server]\ncors_origins = [\"https://app.example.com/path\"]\n".into(),
+                "server.cors_origins[0]",
+            ),
+        ];
+        for (text, key) in &cases {
+            let err = load(text, &[]).expect_err(text).to_string();
+            assert!(err.contains(key), "{err:?} should name {key}");
+            assert!(!err.contains('\n'), "one line: {err:?}");
+        }
+        // Beside a catch-all route, and with SameSite=None on https: fine.
+        let fine = format!("[server]\npublic_url = \"https://auth.example.com\"\n{route}")
+            + &dialect("django-graphql-auth", "/django")
+            + "cookie_same_site = \"none\"\n";
+        assert_eq!(load(&fine, &[]).unwrap().dialects.len(), 1);
     }
 
     #[test]

@@ -206,6 +206,44 @@ impl fmt::Display for HttpUrl {
     }
 }
 
+/// A browser origin, `scheme://host[:port]` (http or https, no path, no credentials, no
+/// wildcard), kept normalized as browsers send it in `Origin`: lower case, default port left
+/// out. Two origins are the same exactly when their texts are equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin(String);
+
+impl Origin {
+    pub fn parse(text: &str) -> Result<Origin, String> {
+        if text.contains('*') {
+            return Err(format!(
+                "`{text}`: wildcards are not allowed; list each origin"
+            ));
+        }
+        let url = HttpUrl::parse(text)?;
+        if url.target() != "/" {
+            return Err(format!(
+                "`{text}` is not an origin: write scheme://host[:port], without a path"
+            ));
+        }
+        Ok(Origin(url.origin()))
+    }
+
+    /// The origin of a URL (its scheme, host and port).
+    pub fn of(url: &HttpUrl) -> Origin {
+        Origin(url.origin())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A route prefix, normalized: starts with `/`, no trailing slash except the root `/`. It
 /// matches whole path segments: `/api` matches `/api` and `/api/x`, never `/apix`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -384,6 +422,26 @@ mod tests {
         ] {
             let err = HttpUrl::parse(bad).unwrap_err();
             assert!(err.contains(says), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn origins_are_normalized_and_strict() {
+        let origin = Origin::parse("HTTPS://App.Example.com:443/").unwrap();
+        assert_eq!(origin.as_str(), "https://app.example.com");
+        assert_eq!(
+            Origin::parse("http://localhost:3000").unwrap().as_str(),
+            "http://localhost:3000"
+        );
+        for bad in [
+            "https://*.example.com",
+            "*",
+            "app.example.com",
+            "https://app.example.com/path",
+            "https://u:p@app.example.com",
+            "ftp://app.example.com",
+        ] {
+            assert!(Origin::parse(bad).is_err(), "{bad}");
         }
     }
 

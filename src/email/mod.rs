@@ -16,14 +16,20 @@ pub enum EmailKind {
     PasswordReset,
     SecondaryEmail,
     PasswordSet,
+    /// The new primary address of an account, to confirm.
+    EmailChange,
+    /// A notice to the old address that the primary address changed.
+    EmailChanged,
 }
 
 impl EmailKind {
-    pub const ALL: [EmailKind; 4] = [
+    pub const ALL: [EmailKind; 6] = [
         EmailKind::Activation,
         EmailKind::PasswordReset,
         EmailKind::SecondaryEmail,
         EmailKind::PasswordSet,
+        EmailKind::EmailChange,
+        EmailKind::EmailChanged,
     ];
 
     pub fn name(self) -> &'static str {
@@ -32,6 +38,8 @@ impl EmailKind {
             EmailKind::PasswordReset => "password_reset",
             EmailKind::SecondaryEmail => "secondary_email",
             EmailKind::PasswordSet => "password_set",
+            EmailKind::EmailChange => "email_change",
+            EmailKind::EmailChanged => "email_changed",
         }
     }
 }
@@ -79,6 +87,30 @@ const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
     (
         "password_set.html",
         include_str!("templates/password_set.html"),
+    ),
+    (
+        "email_change.subject.txt",
+        include_str!("templates/email_change.subject.txt"),
+    ),
+    (
+        "email_change.txt",
+        include_str!("templates/email_change.txt"),
+    ),
+    (
+        "email_change.html",
+        include_str!("templates/email_change.html"),
+    ),
+    (
+        "email_changed.subject.txt",
+        include_str!("templates/email_changed.subject.txt"),
+    ),
+    (
+        "email_changed.txt",
+        include_str!("templates/email_changed.txt"),
+    ),
+    (
+        "email_changed.html",
+        include_str!("templates/email_changed.html"),
     ),
 ];
 

@@ -41,6 +41,7 @@ mod tests {
             require_verified: false,
             roles: vec![],
             strip_prefix: false,
+            skip_auth_preflight: false,
         }
     }
 

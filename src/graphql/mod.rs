@@ -68,35 +68,49 @@ pub fn build_schema(app: Arc<App>, limits: &config::Graphql) -> AuthgateSchema {
     builder.finish()
 }
 
-/// Runs one GraphQL-over-HTTP POST body (`{query, variables, operationName}`) against any
-/// schema, with `data` (the caller) in its context.
-pub async fn execute<Q, M, S, D>(schema: &Schema<Q, M, S>, body: &[u8], data: D) -> Reply
+/// A schema that runs requests: the native one, or a dialect's (derived or built at start).
+#[async_trait::async_trait]
+pub trait Executor: Send + Sync {
+    async fn run(&self, request: async_graphql::Request) -> async_graphql::Response;
+}
+
+#[async_trait::async_trait]
+impl<Q, M, S> Executor for Schema<Q, M, S>
 where
     Q: ObjectType + 'static,
     M: ObjectType + 'static,
     S: SubscriptionType + 'static,
+{
+    async fn run(&self, request: async_graphql::Request) -> async_graphql::Response {
+        self.execute(request).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Executor for async_graphql::dynamic::Schema {
+    async fn run(&self, request: async_graphql::Request) -> async_graphql::Response {
+        self.execute(request).await
+    }
+}
+
+/// Runs one GraphQL-over-HTTP POST body (`{query, variables, operationName}`) against any
+/// schema, with `data` (the caller) in its context.
+pub async fn execute<E, D>(schema: &E, body: &[u8], data: D) -> Reply
+where
+    E: Executor + ?Sized,
     D: std::any::Any + Send + Sync,
 {
-    // The whole body, not only the fields serde reads: it skips unknown ones unchecked.
-    let Ok(text) = std::str::from_utf8(body) else {
-        let message = "request body is not UTF-8";
-        return Reply::new(400, "application/json", error_body(message));
-    };
-    let is_object = text.trim_start().starts_with('{');
-    let parsed = if is_object {
-        serde_json::from_str(text)
-    } else {
-        Err(serde::de::Error::custom("expected a JSON object"))
-    };
-    let request: async_graphql::Request = match parsed {
+    let request = match parse_request(body) {
         Ok(request) => request,
-        Err(e) => {
-            let message = format!("request body is not a GraphQL JSON request: {e}");
-            return Reply::new(400, "application/json", error_body(&message));
-        }
+        Err(refusal) => return refusal,
     };
-    let response = schema.execute(request.data(data)).await;
+    let response = schema.run(request.data(data)).await;
     let body = serde_json::to_vec(&response).unwrap_or_else(|_| error_body("internal error"));
+    reply_with_headers(body, &response)
+}
+
+/// A `200` JSON answer with the response headers resolvers set (cookies).
+pub fn reply_with_headers(body: Vec<u8>, response: &async_graphql::Response) -> Reply {
     let mut reply = Reply::new(200, "application/json", body);
     reply.headers.extend(
         response
@@ -107,6 +121,25 @@ where
     reply
 }
 
+/// The GraphQL request in a POST body, or the `400` answer refusing it.
+pub fn parse_request(body: &[u8]) -> Result<async_graphql::Request, Reply> {
+    // The whole body, not only the fields serde reads: it skips unknown ones unchecked.
+    let Ok(text) = std::str::from_utf8(body) else {
+        let message = "request body is not UTF-8";
+        return Err(Reply::new(400, "application/json", error_body(message)));
+    };
+    let is_object = text.trim_start().starts_with('{');
+    let parsed = if is_object {
+        serde_json::from_str(text)
+    } else {
+        Err(serde::de::Error::custom("expected a JSON object"))
+    };
+    parsed.map_err(|e| {
+        let message = format!("request body is not a GraphQL JSON request: {e}");
+        Reply::new(400, "application/json", error_body(&message))
+    })
+}
+
 /// A GraphQL-shaped error document: `{"errors": [{"message": ...}]}`.
 pub fn error_body(message: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "errors": [{ "message": message }] }))
@@ -115,8 +148,13 @@ pub fn error_body(message: &str) -> Vec<u8> {
 
 /// The GraphiQL page for a GraphQL endpoint, served on `GET` when `graphql.playground` is on.
 pub fn graphiql_page(endpoint: &str) -> String {
+    graphiql_page_titled(endpoint, "authgate")
+}
+
+/// The GraphiQL page for an endpoint, under a title of its own (a dialect's).
+pub fn graphiql_page_titled(endpoint: &str, title: &str) -> String {
     async_graphql::http::GraphiQLSource::build()
         .endpoint(endpoint)
-        .title("authgate")
+        .title(title)
         .finish()
 }

@@ -43,6 +43,7 @@ impl StaffQuery {
             archived,
             is_staff,
             search,
+            ..Default::default()
         };
         let list = accounts(ctx)?
             .staff

@@ -36,6 +36,27 @@ pub struct Claims {
     pub staff: bool,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Claims an adapter adds beside these (a dialect's, SPEC §11): signed with the token but
+    /// never read back by verification, which needs none of them. A name of a claim above is
+    /// never overridden by an extra one.
+    #[serde(skip)]
+    pub extra: ExtraClaims,
+}
+
+/// Claims beyond the standard ones, by name.
+pub type ExtraClaims = serde_json::Map<String, serde_json::Value>;
+
+impl Claims {
+    /// Every claim as the token carries it: the standard ones and the extra ones.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let serde_json::Value::Object(map) = &mut value {
+            for (name, extra) in &self.extra {
+                map.entry(name.clone()).or_insert_with(|| extra.clone());
+            }
+        }
+        value
+    }
 }
 
 /// Who a token is for: what the account logic hands to [`TokenService::issue`].
@@ -164,8 +185,18 @@ impl TokenService {
         &self,
         subject: &Subject,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        self.issue_with(subject, |_| ExtraClaims::new())
+    }
+
+    /// Issues an access token for `subject` that also carries the claims `extra` makes from
+    /// the standard ones.
+    pub fn issue_with(
+        &self,
+        subject: &Subject,
+        extra: impl FnOnce(&Claims) -> ExtraClaims,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let now = unix_now();
-        let claims = Claims {
+        let mut claims = Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sub: subject.user_id.clone(),
@@ -178,7 +209,9 @@ impl TokenService {
             verified: subject.verified,
             staff: subject.staff,
             roles: subject.roles.clone(),
+            extra: ExtraClaims::new(),
         };
+        claims.extra = extra(&claims);
         let token = self.sign(&claims)?;
         Ok((token, claims))
     }
@@ -194,7 +227,11 @@ impl TokenService {
         let mut header = Header::new(Algorithm::RS256);
         header.typ = Some("JWT".into());
         header.kid = Some(kid.clone());
-        jsonwebtoken::encode(&header, claims, encoding)
+        if claims.extra.is_empty() {
+            jsonwebtoken::encode(&header, claims, encoding)
+        } else {
+            jsonwebtoken::encode(&header, &claims.to_json(), encoding)
+        }
     }
 
     /// Verifies a compact JWS and returns its claims; tokens seen before come from the cache.
@@ -298,6 +335,14 @@ impl TokenService {
         }
         Ok(())
     }
+}
+
+/// Every claim of a token, without checking anything: for showing the claims of a token that
+/// was verified already (its extra claims included, which verification does not read).
+pub fn decoded_claims(token: &str) -> Option<serde_json::Value> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 fn truncate(text: &str) -> String {

@@ -37,6 +37,8 @@ pub struct Ctx {
     upstream_start: Option<Instant>,
     /// Why the gate refused the request, for the access log.
     refusal: Option<&'static str>,
+    /// The path the access log shows when it is not the request's (a link token left out).
+    log_path: Option<String>,
     upstream_status: u16,
     started: Instant,
 }
@@ -52,7 +54,11 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(app: Arc<App>, schema: AuthgateSchema) -> Proxy {
+    pub fn new(
+        app: Arc<App>,
+        schema: AuthgateSchema,
+        dialects: Vec<Arc<dyn crate::dialects::Dialect>>,
+    ) -> Proxy {
         let route_labels = app
             .routes
             .all()
@@ -60,7 +66,7 @@ impl Proxy {
             .map(|r| (r.clone(), Arc::from(r.prefix.as_str())))
             .collect();
         Proxy {
-            own: own::Endpoints::new(&app, schema),
+            own: own::Endpoints::new(&app, schema, dialects),
             app,
             label_own: Arc::from("authgate"),
             label_none: Arc::from("none"),
@@ -168,6 +174,7 @@ impl ProxyHttp for Proxy {
             path: String::new(),
             upstream_start: None,
             refusal: None,
+            log_path: None,
             upstream_status: 0,
             started: Instant::now(),
         }
@@ -196,6 +203,7 @@ impl ProxyHttp for Proxy {
         });
         if let Some(endpoint) = own {
             ctx.label = self.label_own.clone();
+            ctx.log_path = self.own.loggable_path(endpoint, &path);
             let reply = self.own.serve(endpoint, &path, session).await?;
             respond::reply(session, &ctx.request_id, reply).await?;
             return Ok(true);
@@ -207,7 +215,15 @@ impl ProxyHttp for Proxy {
         };
         ctx.label = self.label_for(&route);
         let metrics = &self.app.metrics.auth;
-        match self.authorize(&route, session.req_header()).await {
+        let req = session.req_header();
+        // Browsers send no credentials on a preflight; such a route lets it through as is.
+        let outcome =
+            if route.skip_auth_preflight && crate::cors::is_preflight(&req.method, &req.headers) {
+                Outcome::Anonymous
+            } else {
+                self.authorize(&route, req).await
+            };
+        match outcome {
             Outcome::Anonymous => metrics.with_label_values(&["anonymous", "none"]).inc(),
             Outcome::Authenticated(identity) => {
                 let method = match identity.method {
@@ -344,7 +360,7 @@ fn access_log(session: &Session, ctx: &Ctx, status: u16) {
         None => ("none", ""),
     };
     // Link tokens travel in these paths: the log shows which page, not which token.
-    let path = req.uri.path();
+    let path = ctx.log_path.as_deref().unwrap_or(req.uri.path());
     let path = [links::ACTIVATE, links::VERIFY_EMAIL]
         .into_iter()
         .find(|prefix| path.starts_with(prefix))

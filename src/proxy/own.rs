@@ -9,6 +9,8 @@ use pingora::Result;
 
 use super::pages;
 use crate::app::App;
+use crate::cors::Cors;
+use crate::dialects::{self, Dialect, Page};
 use crate::graphql::{self, AuthgateSchema};
 use crate::pages::links;
 use crate::reply::{ErrorBody, Reply};
@@ -29,6 +31,22 @@ pub enum Endpoint {
     /// In verifier mode, a path of the gateway's (account API, pages, OIDC discovery): not
     /// served here; routed only when a route other than `/` names it, else 404.
     GatewayOnly,
+    /// A path of the `n`-th dialect.
+    Dialect(usize, dialects::Endpoint),
+    /// A path under a dialect's prefix that the dialect does not have.
+    DialectMissing,
+}
+
+impl Endpoint {
+    /// Public documents: any origin may read them, without credentials.
+    fn is_public_document(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Jwks
+                | Endpoint::OpenidConfiguration
+                | Endpoint::Dialect(_, dialects::Endpoint::Jwks)
+        )
+    }
 }
 
 pub struct Endpoints {
@@ -36,10 +54,16 @@ pub struct Endpoints {
     schema: AuthgateSchema,
     graphiql: Option<Bytes>,
     openid_configuration: Bytes,
+    dialects: Vec<Arc<dyn Dialect>>,
+    cors: Cors,
 }
 
 impl Endpoints {
-    pub fn new(app: &Arc<App>, schema: AuthgateSchema) -> Endpoints {
+    pub fn new(
+        app: &Arc<App>,
+        schema: AuthgateSchema,
+        dialects: Vec<Arc<dyn Dialect>>,
+    ) -> Endpoints {
         let public_url = app.config.server.public_url.as_str();
         let discovery = serde_json::json!({
             "issuer": app.config.jwt.issuer,
@@ -59,6 +83,13 @@ impl Endpoints {
             openid_configuration: super::bytes_of(
                 serde_json::to_vec(&discovery).unwrap_or_default(),
             ),
+            cors: Cors::new(
+                &app.config.server.cors_origins,
+                dialects
+                    .iter()
+                    .flat_map(|d| d.allow_headers().iter().copied()),
+            ),
+            dialects,
         }
     }
 
@@ -71,7 +102,7 @@ impl Endpoints {
             links::PASSWORD_SET => Endpoint::PasswordSet,
             _ if path.starts_with(links::ACTIVATE) => Endpoint::Activate,
             _ if path.starts_with(links::VERIFY_EMAIL) => Endpoint::VerifyEmail,
-            _ => return None,
+            _ => return self.find_dialect(path),
         };
         Some(match self.app.accounts {
             Some(_) => endpoint,
@@ -79,21 +110,73 @@ impl Endpoints {
         })
     }
 
+    fn jwks(&self) -> Reply {
+        self.app.metrics.jwks_requests.inc();
+        let jwks = self.app.tokens.keys().snapshot().jwks_json();
+        Reply::new(200, "application/json", jwks).with_header("cache-control", "public, max-age=60")
+    }
+
+    /// The dialect whose prefix `path` lies under, and what the path is there.
+    fn find_dialect(&self, path: &str) -> Option<Endpoint> {
+        let (n, dialect) = self
+            .dialects
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.config().prefix.matches(path))?;
+        let rest = &path[dialect.config().prefix.as_str().len()..];
+        Some(match dialect.find(rest) {
+            Some((endpoint, _)) => Endpoint::Dialect(n, endpoint),
+            None => Endpoint::DialectMissing,
+        })
+    }
+
+    /// The path as the access log may show it: a link token in a dialect's path left out.
+    pub fn loggable_path(&self, endpoint: Endpoint, path: &str) -> Option<String> {
+        let Endpoint::Dialect(n, dialects::Endpoint::Page(_)) = endpoint else {
+            return None;
+        };
+        let dialect = &self.dialects[n];
+        let prefix = dialect.config().prefix.as_str();
+        let (_, token) = dialect.find(&path[prefix.len()..])?;
+        let token = token?;
+        Some(
+            path.strip_suffix(token.as_str())
+                .unwrap_or(prefix)
+                .to_string(),
+        )
+    }
+
+    /// Answers a request for one of our endpoints, with the CORS headers of SPEC §5.
     pub async fn serve(
         &self,
         endpoint: Endpoint,
         path: &str,
         session: &mut Session,
     ) -> Result<Reply> {
+        let origin = crate::cors::origin(&session.req_header().headers);
+        if endpoint != Endpoint::GatewayOnly && {
+            let req = session.req_header();
+            crate::cors::is_preflight(&req.method, &req.headers)
+        } {
+            return Ok(if endpoint.is_public_document() {
+                Cors::public_preflight()
+            } else {
+                self.cors.preflight(origin.as_deref())
+            });
+        }
+        let reply = self.answer(endpoint, path, session).await?;
+        Ok(match endpoint {
+            Endpoint::GatewayOnly => reply,
+            _ if endpoint.is_public_document() => Cors::public(reply),
+            _ => self.cors.decorate(reply, origin.as_deref()),
+        })
+    }
+
+    async fn answer(&self, endpoint: Endpoint, path: &str, session: &mut Session) -> Result<Reply> {
         let method = session.req_header().method.clone();
         let is_get = method == http::Method::GET || method == http::Method::HEAD;
         Ok(match endpoint {
-            Endpoint::Jwks if is_get => {
-                self.app.metrics.jwks_requests.inc();
-                let jwks = self.app.tokens.keys().snapshot().jwks_json();
-                Reply::new(200, "application/json", jwks)
-                    .with_header("cache-control", "public, max-age=60")
-            }
+            Endpoint::Jwks if is_get => self.jwks(),
             Endpoint::OpenidConfiguration if is_get => {
                 Reply::new(200, "application/json", self.openid_configuration.clone())
                     .with_header("cache-control", "public, max-age=300")
@@ -122,6 +205,79 @@ impl Endpoints {
                     "the account API is served by the gateway, not by this verifier",
                 ),
             ),
+            Endpoint::DialectMissing => Reply::json_error(
+                404,
+                &ErrorBody::new("not_found", "no such path in this dialect"),
+            ),
+            Endpoint::Dialect(n, endpoint) => {
+                return self.dialect(n, endpoint, path, session).await;
+            }
+        })
+    }
+
+    async fn dialect(
+        &self,
+        n: usize,
+        endpoint: dialects::Endpoint,
+        path: &str,
+        session: &mut Session,
+    ) -> Result<Reply> {
+        let dialect = &self.dialects[n];
+        let method = session.req_header().method.clone();
+        let is_get = method == http::Method::GET || method == http::Method::HEAD;
+        Ok(match endpoint {
+            dialects::Endpoint::Graphql if method == http::Method::POST => {
+                let limit = self.app.config.graphql.max_body_bytes;
+                let body = match graphql_body(session, limit).await? {
+                    Ok(body) => body,
+                    Err(refusal) => return Ok(refusal),
+                };
+                let caller = self.caller(session, dialect.refresh_cookie_name());
+                dialect.graphql(&body, caller).await
+            }
+            dialects::Endpoint::Graphql if is_get => match dialect.graphiql() {
+                Some(page) => Reply::new(200, "text/html; charset=utf-8", page),
+                None => method_not_allowed("POST"),
+            },
+            dialects::Endpoint::Graphql => method_not_allowed(if dialect.graphiql().is_some() {
+                "GET, POST"
+            } else {
+                "POST"
+            }),
+            dialects::Endpoint::Jwks if is_get => self.jwks(),
+            dialects::Endpoint::Jwks => method_not_allowed("GET, HEAD"),
+            dialects::Endpoint::Page(page) => {
+                let Some(accounts) = &self.app.accounts else {
+                    return Ok(Reply::json_error(
+                        404,
+                        &ErrorBody::new("not_found", "no such page"),
+                    ));
+                };
+                let prefix = dialect.config().prefix.as_str();
+                let in_path = dialect.find(&path[prefix.len()..]).and_then(|(_, t)| t);
+                let query = session.req_header().uri.query().unwrap_or("").to_string();
+                let token = in_path.unwrap_or_else(|| pages::query_token(&query));
+                let min_length = self.app.config.accounts.password_min_length;
+                match (page, method.as_str()) {
+                    (Page::Confirm, "GET") => pages::confirm(accounts, &token).await,
+                    (Page::Password(purpose), "GET") => {
+                        pages::password_form(accounts, purpose, &token, path, min_length).await
+                    }
+                    (Page::Password(purpose), "POST") => match read_body(session, FORM_LIMIT)
+                        .await?
+                    {
+                        Some(body) => {
+                            pages::password_submit(accounts, purpose, &body, path, min_length).await
+                        }
+                        None => Reply::json_error(
+                            413,
+                            &ErrorBody::new("payload_too_large", "form too large"),
+                        ),
+                    },
+                    (Page::Password(_), _) => method_not_allowed("GET, POST"),
+                    (Page::Confirm, _) => method_not_allowed("GET"),
+                }
+            }
         })
     }
 
@@ -147,12 +303,15 @@ impl Endpoints {
             }
             (Endpoint::PasswordReset | Endpoint::PasswordSet, "GET") => {
                 let query = session.req_header().uri.query().unwrap_or("").to_string();
-                pages::password_form(accounts, purpose, &query, min_length).await
+                let token = pages::query_token(&query);
+                let action = pages::native_action(purpose);
+                pages::password_form(accounts, purpose, &token, action, min_length).await
             }
             (Endpoint::PasswordReset | Endpoint::PasswordSet, "POST") => {
                 match read_body(session, FORM_LIMIT).await? {
                     Some(body) => {
-                        pages::password_submit(accounts, purpose, &body, min_length).await
+                        let action = pages::native_action(purpose);
+                        pages::password_submit(accounts, purpose, &body, action, min_length).await
                     }
                     None => Reply::json_error(
                         413,
@@ -171,13 +330,18 @@ impl Endpoints {
             Ok(body) => body,
             Err(refusal) => return Ok(refusal),
         };
+        let caller = self.caller(session, graphql::REFRESH_COOKIE);
+        Ok(graphql::execute(&self.schema, &body, caller).await)
+    }
+
+    /// Who calls: the user of a valid token, the client's address, the refresh cookie `name`.
+    fn caller(&self, session: &Session, cookie: &str) -> graphql::Caller {
         let req = session.req_header();
-        let caller = graphql::Caller {
+        graphql::Caller {
             user_id: self.caller_id(req),
             client_ip: super::forward::client_ip(&self.app.config.server, session),
-            refresh_cookie: crate::cookies::read(&req.headers, graphql::REFRESH_COOKIE),
-        };
-        Ok(graphql::execute(&self.schema, &body, caller).await)
+            refresh_cookie: crate::cookies::read(&req.headers, cookie),
+        }
     }
 }
 

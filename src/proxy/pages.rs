@@ -87,21 +87,45 @@ pub async fn verify_email(accounts: &Accounts, token: &str) -> Reply {
     }
 }
 
-fn titles(purpose: Purpose) -> (&'static str, &'static str, &'static str) {
-    match purpose {
-        Purpose::PasswordSet => ("Choose your password", PASSWORD_SET, "Password set"),
-        _ => ("Choose a new password", PASSWORD_RESET, "Password changed"),
+/// A dialect's confirmation link: an account's activation (or its changed primary email), or
+/// else a secondary email, whichever the token was made for.
+pub async fn confirm(accounts: &Accounts, token: &str) -> Reply {
+    match accounts.registration.verify_account(token).await {
+        Err(f) if f.is(Code::InvalidToken) => verify_email(accounts, token).await,
+        _ => activate(accounts, token).await,
     }
 }
 
-/// `GET /password/reset?token=…` and `/password/set?token=…`: the form, if the link is good.
+/// The native form's action for `purpose`.
+pub fn native_action(purpose: Purpose) -> &'static str {
+    match purpose {
+        Purpose::PasswordSet => PASSWORD_SET,
+        _ => PASSWORD_RESET,
+    }
+}
+
+fn titles(purpose: Purpose) -> (&'static str, &'static str) {
+    match purpose {
+        Purpose::PasswordSet => ("Choose your password", "Password set"),
+        _ => ("Choose a new password", "Password changed"),
+    }
+}
+
+/// The token of a page's query string (`?token=…`).
+pub fn query_token(query: &str) -> String {
+    field(&pages::form_fields(query.as_bytes()), "token")
+}
+
+/// `GET /password/reset?token=…` and `/password/set?token=…` (or a dialect's path for them,
+/// `action`): the form, if the link is good.
 pub async fn password_form(
     accounts: &Accounts,
     purpose: Purpose,
-    query: &str,
+    token: &str,
+    action: &str,
     min_length: usize,
 ) -> Reply {
-    let token = field(&pages::form_fields(query.as_bytes()), "token");
+    let token = token.to_string();
     match accounts.recovery.password_token_user(&token, purpose).await {
         Ok(user) if purpose == Purpose::PasswordSet && user.password_hash.is_some() => result(
             400,
@@ -110,7 +134,7 @@ pub async fn password_form(
             false,
         ),
         Ok(_) => {
-            let (title, action, _) = titles(purpose);
+            let (title, _) = titles(purpose);
             page(
                 200,
                 pages::password_form(title, action, &token, &[], min_length),
@@ -125,11 +149,12 @@ pub async fn password_submit(
     accounts: &Accounts,
     purpose: Purpose,
     body: &[u8],
+    action: &str,
     min_length: usize,
 ) -> Reply {
     let fields = pages::form_fields(body);
     let token = field(&fields, "token");
-    let (title, action, done) = titles(purpose);
+    let (title, done) = titles(purpose);
     match accounts
         .recovery
         .reset_password(

@@ -10,8 +10,11 @@ use crate::reply::{ErrorBody, Reply};
 
 pub async fn reply(session: &mut Session, request_id: &str, reply: Reply) -> Result<()> {
     let mut header = ResponseHeader::build(reply.status, Some(6 + reply.headers.len()))?;
-    header.insert_header("content-type", reply.content_type)?;
-    header.insert_header("content-length", reply.body.len().to_string())?;
+    // A 204 has no body, and so neither a type nor a length (RFC 9110 §8.6).
+    if reply.status != 204 {
+        header.insert_header("content-type", reply.content_type)?;
+        header.insert_header("content-length", reply.body.len().to_string())?;
+    }
     header.insert_header("x-request-id", request_id)?;
     if !reply
         .headers

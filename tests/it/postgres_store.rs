@@ -34,6 +34,7 @@ fn user(id: &str, email: &str, username: Option<&str>) -> User {
         date_joined: 1_700_000_000,
         last_login: None,
         security_stamp: "s".into(),
+        serial: None,
     }
 }
 

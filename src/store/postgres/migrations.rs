@@ -17,11 +17,18 @@ struct Migration {
 }
 
 /// In order, numbered from 1 without gaps. Never edit one that has shipped: add the next.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "user serial",
+        sql: include_str!("migrations/0002_user_serial.sql"),
+    },
+];
 
 /// The schema version this binary creates and expects.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;

@@ -247,6 +247,16 @@ impl UserStore for PgStore {
             rows.iter().map(decode).collect()
         })?)
     }
+
+    async fn next_serial(&self) -> Result<i64, StoreError> {
+        Ok(pg!(self, |client| {
+            let stmt = client
+                .prepare_cached("SELECT nextval('user_serial')")
+                .await?;
+            let row = client.query_one(&stmt, &[]).await?;
+            Ok::<i64, Fault>(row.try_get(0)?)
+        })?)
+    }
 }
 
 fn decode_key(row: &Row) -> Result<ApiKey, Fault> {

@@ -165,6 +165,12 @@ impl UserStore for SledStore {
         .await
         .map_err(backend)?
     }
+
+    async fn next_serial(&self) -> Result<i64, StoreError> {
+        // sled's ids are monotonic across restarts (a crash skips ahead, never back).
+        let id = self.db.generate_id().map_err(backend)?;
+        i64::try_from(id + 1).map_err(backend)
+    }
 }
 
 fn decode_key(bytes: &[u8]) -> Result<ApiKey, StoreError> {
@@ -262,6 +268,7 @@ mod tests {
             date_joined: 0,
             last_login: None,
             security_stamp: "s".into(),
+            serial: None,
         }
     }
 
