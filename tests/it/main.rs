@@ -8,6 +8,7 @@ mod accounts;
 mod api_keys;
 mod browser;
 mod cli;
+mod dialect_django;
 mod gateway;
 mod graphql_http;
 mod jwt_attacks;

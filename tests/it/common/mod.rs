@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod backend;
+pub mod dialect;
 pub mod postgres;
 pub mod redis;
 pub mod smtp;
