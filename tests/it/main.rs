@@ -9,6 +9,7 @@ mod api_keys;
 mod browser;
 mod cli;
 mod dialect_django;
+mod dialect_krypton;
 mod gateway;
 mod graphql_http;
 mod jwt_attacks;
