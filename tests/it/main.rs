@@ -8,6 +8,7 @@ mod accounts;
 mod api_keys;
 mod browser;
 mod cli;
+mod cors;
 mod dialect_django;
 mod dialect_krypton;
 mod gateway;
