@@ -353,3 +353,40 @@ fn truncate(text: &str) -> String {
 }
 
 pub use crate::clock::unix_now;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_claims_are_signed_beside_and_never_override_the_standard_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Arc::new(KeyRing::open_or_init(dir.path(), 2048).unwrap());
+        let second = std::time::Duration::from_secs(1);
+        let tokens = TokenService::new(keys, "iss", None, 60 * second, second);
+        let subject = Subject {
+            user_id: "u1".into(),
+            email: "a@b.co".into(),
+            ..Default::default()
+        };
+        let (token, claims) = tokens
+            .issue_with(&subject, |claims| {
+                let mut extra = ExtraClaims::new();
+                extra.insert("origIat".into(), claims.iat.into());
+                extra.insert("sub".into(), "forged".into());
+                extra
+            })
+            .unwrap();
+        let signed = decoded_claims(&token).unwrap();
+        assert_eq!(signed["origIat"], claims.iat);
+        assert_eq!(signed["sub"], "u1");
+        let verified = tokens.verify_uncached(&token).unwrap();
+        assert_eq!(verified.sub, "u1");
+        assert!(
+            verified.extra.is_empty(),
+            "verification reads no extra claim"
+        );
+        let (plain, _) = tokens.issue(&subject).unwrap();
+        assert!(decoded_claims(&plain).unwrap().get("origIat").is_none());
+    }
+}
