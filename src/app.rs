@@ -17,6 +17,9 @@ use crate::store::redis::{RedisConnector, RedisLimiter, RedisSessions};
 use crate::store::sled::{OpenError, SledSessions, SledStore};
 use crate::verifier::KeyFetcher;
 
+/// The key that seals secrets at rest, beside the email-token key in the data directory.
+const SEAL_KEY_FILE: &str = "seal.key";
+
 pub struct App {
     pub config: Config,
     pub tokens: Arc<TokenService>,
@@ -137,6 +140,11 @@ pub fn build_accounts(
     let email_tokens = EmailTokens::open(&config.storage.data_dir).map_err(StartError::io(
         config.storage.data_dir.display().to_string(),
     ))?;
+    let sealer = accounts::sealing::Sealer::new(
+        crate::files::key_file(&config.storage.data_dir.join(SEAL_KEY_FILE)).map_err(
+            StartError::io(config.storage.data_dir.display().to_string()),
+        )?,
+    );
     accounts::policy::preload();
     Ok(Accounts::new(accounts::Parts {
         api_keys: store.clone(),
@@ -149,6 +157,7 @@ pub fn build_accounts(
         },
         mailer: Arc::new(mailer),
         email_tokens,
+        sealer,
         tokens,
         settings: accounts::Settings {
             login_by_email: config.accounts.login_by_email,

@@ -38,6 +38,28 @@ pub fn write_atomic(
     }
 }
 
+/// The 256-bit key in `path`, made (random, 0600) on first use. Of two processes starting at
+/// once, both end with the key the first one wrote.
+pub fn key_file(path: &Path) -> std::io::Result<[u8; 32]> {
+    match std::fs::read(path) {
+        Ok(bytes) => bytes
+            .try_into()
+            .map_err(|_| std::io::Error::other(format!("{}: not a 32-byte key", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let key: [u8; 32] = rand::random();
+            match write_atomic(path, &key, 0o600, Existing::Keep) {
+                Ok(()) => Ok(key),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => key_file(path),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +80,17 @@ mod tests {
         assert_eq!(mode & 0o777, 0o644);
         // Nothing left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn key_files_are_made_once_and_refused_when_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("k.key");
+        let a = key_file(&path).unwrap();
+        assert_eq!(key_file(&path).unwrap(), a);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(&path, b"short").unwrap();
+        assert!(key_file(&path).unwrap_err().to_string().contains("32-byte"));
     }
 }

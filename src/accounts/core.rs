@@ -27,6 +27,7 @@ pub(super) struct Core {
     pub policy: PasswordPolicy,
     pub mailer: Arc<Mailer>,
     pub email_tokens: EmailTokens,
+    pub sealer: super::sealing::Sealer,
     pub tokens: Arc<TokenService>,
     pub settings: Settings,
     pub key_cache: super::key_cache::KeyCache,

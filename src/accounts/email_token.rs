@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::clock::unix_now;
-use crate::files::{write_atomic, Existing};
+use crate::files::key_file;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,31 +62,7 @@ impl EmailTokens {
 
     /// Loads the key from `data_dir`, creating it on first use.
     pub fn open(data_dir: &Path) -> std::io::Result<EmailTokens> {
-        let path = data_dir.join(KEY_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) if bytes.len() == 32 => {
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&bytes);
-                Ok(EmailTokens { key })
-            }
-            Ok(_) => Err(std::io::Error::other(format!(
-                "{}: not a 32-byte key",
-                path.display()
-            ))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir)?;
-                let key: [u8; 32] = rand::random();
-                match write_atomic(&path, &key, 0o600, Existing::Keep) {
-                    Ok(()) => Ok(EmailTokens { key }),
-                    // Another process made it first: theirs is the key.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        EmailTokens::open(data_dir)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        }
+        key_file(&data_dir.join(KEY_FILE)).map(EmailTokens::new)
     }
 
     fn mac(&self, purpose: Purpose, payload: &str) -> Hmac<Sha256> {

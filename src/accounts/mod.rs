@@ -20,6 +20,7 @@ pub mod policy;
 pub mod profile;
 pub mod recovery;
 pub mod registration;
+pub mod sealing;
 pub mod secondary_email;
 pub mod secret;
 pub mod sessions;
@@ -111,6 +112,8 @@ pub struct Parts {
     pub policy: PasswordPolicy,
     pub mailer: Arc<Mailer>,
     pub email_tokens: EmailTokens,
+    /// Encrypts what must be read back (TOTP seeds, keys shown again).
+    pub sealer: sealing::Sealer,
     pub tokens: Arc<TokenService>,
     pub settings: Settings,
 }
@@ -146,6 +149,7 @@ impl Accounts {
             policy: parts.policy,
             mailer: parts.mailer,
             email_tokens: parts.email_tokens,
+            sealer: parts.sealer,
             tokens: parts.tokens,
             settings: parts.settings,
             key_cache: Default::default(),
