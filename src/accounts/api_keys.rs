@@ -1,5 +1,6 @@
 //! API keys: `createApiKey`, `apiKeys`, `revokeApiKey`, and the lookup the gate makes for
-//! `Authorization: Token <key>` / `X-API-Key`. Keys are shown once and stored as SHA-256.
+//! `Authorization: Token <key>` / `X-API-Key` (of these keys and of standing keys). Keys are
+//! shown once and stored as SHA-256.
 
 use std::sync::Arc;
 
@@ -81,7 +82,8 @@ impl ApiKeys {
     /// unknown or revoked keys and for owners who are deactivated.
     pub async fn resolve(&self, key: &str) -> Result<Option<Subject>, Failure> {
         let core = &self.core;
-        if !key.starts_with(API_KEY_PREFIX) || key.len() > 128 {
+        let ours = key.starts_with(API_KEY_PREFIX) && key.len() <= 128;
+        if !ours && !super::standing_keys::is_standing_key(key) {
             return Ok(None);
         }
         let hash = secret::hash(key);

@@ -31,6 +31,8 @@ pub(super) struct Core {
     pub tokens: Arc<TokenService>,
     pub settings: Settings,
     pub key_cache: super::key_cache::KeyCache,
+    /// Standing keys are made and replaced one at a time.
+    pub standing_keys: tokio::sync::Mutex<()>,
 }
 
 pub(super) fn new_stamp() -> String {
@@ -178,6 +180,7 @@ impl Core {
             last_login: None,
             security_stamp: new_stamp(),
             serial: None,
+            standing_key: None,
         }
     }
 

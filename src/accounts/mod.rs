@@ -1,7 +1,7 @@
 //! The account logic, in small services with one file each: `registration` (sign-up,
 //! activation, operator-made accounts), `sessions` (login, refresh, logout), `recovery`
 //! (password reset and set), `profile` (the caller's own account), `secondary_email`,
-//! `api_keys` and `staff`. They share `core` (stores, hasher, mailer, tokens, settings).
+//! `api_keys` (+ `standing_keys`, keys shown again) and `staff`. They share `core` (stores, hasher, mailer, tokens, settings).
 //!
 //! It knows nothing of GraphQL, HTTP, Pingora or any dialect: callers pass plain values and
 //! get a value or a [`Failure`] naming a domain [`Field`] and a typed [`Code`]. Where mail
@@ -25,6 +25,7 @@ pub mod secondary_email;
 pub mod secret;
 pub mod sessions;
 pub mod staff;
+pub mod standing_keys;
 pub mod storage;
 
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub use registration::{Activation, NewAccount, Registered, Registration, SignUp}
 pub use secondary_email::SecondaryEmail;
 pub use sessions::{LoggedIn, LoginRequest, Sessions};
 pub use staff::{Staff, UserFilter};
+pub use standing_keys::{ShownKey, StandingKeys};
 use storage::{ApiKeyStore, RateLimiter, RefreshStore, UserStore};
 
 /// The account settings, from `[accounts]` and friends.
@@ -135,6 +137,7 @@ pub struct Accounts {
     pub api_keys: ApiKeys,
     pub staff: Staff,
     pub directory: Directory,
+    pub standing_keys: StandingKeys,
     core: Arc<core::Core>,
 }
 
@@ -153,6 +156,7 @@ impl Accounts {
             tokens: parts.tokens,
             settings: parts.settings,
             key_cache: Default::default(),
+            standing_keys: Default::default(),
         });
         Accounts::over(core, no_extra_claims)
     }
@@ -167,6 +171,7 @@ impl Accounts {
             api_keys: ApiKeys::new(core.clone()),
             staff: Staff::new(core.clone()),
             directory: Directory::new(core.clone()),
+            standing_keys: StandingKeys::new(core.clone()),
             core,
         }
     }

@@ -35,6 +35,9 @@ pub struct User {
     /// until their next login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<i64>,
+    /// The account's standing key (a key its owner may read again), sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing_key: Option<StandingKey>,
 }
 
 impl User {
@@ -57,6 +60,19 @@ pub struct ApiKey {
     pub created_at: i64,
     #[serde(default)]
     pub last_used_at: Option<i64>,
+}
+
+/// A key shown again on every ask (as some services' clients expect): an [`ApiKey`] like any
+/// other for the gate (stored by hash), plus a copy sealed under the account's context so the
+/// owner can read it back. Never kept in plain text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandingKey {
+    /// The id of its [`ApiKey`].
+    pub key_id: String,
+    pub hash: String,
+    /// `Sealer::seal` of the key, bound to the account.
+    pub sealed: String,
+    pub created_at: i64,
 }
 
 /// The normalized form unique indexes use.

@@ -7,6 +7,7 @@
 //! name in `config::DialectKind`).
 
 mod django;
+mod karrio;
 mod krypton;
 
 use std::sync::Arc;
@@ -29,6 +30,9 @@ pub enum Endpoint {
     Jwks,
     /// One of authgate's account pages, at the original's path.
     Page(Page),
+    /// A JSON endpoint of the original's beside GraphQL (`POST` of a JSON body, such as a
+    /// REST login), by the dialect's own name for it.
+    Json(&'static str),
 }
 
 /// The account pages a dialect's mail links open.
@@ -64,6 +68,16 @@ pub trait Dialect: Send + Sync {
 
     /// The GraphiQL page of its GraphQL path, when `graphql.playground` is on.
     fn graphiql(&self) -> Option<Bytes>;
+
+    /// Runs one POST body (already checked for type and size) of its [`Endpoint::Json`]
+    /// endpoint `name`.
+    async fn json(&self, name: &'static str, body: &[u8], caller: Caller) -> Reply {
+        let _ = (name, body, caller);
+        Reply::json_error(
+            404,
+            &crate::reply::ErrorBody::new("not_found", "no such path in this dialect"),
+        )
+    }
 }
 
 /// The dialects of the configuration, in the order written (none in verifier mode), each with
@@ -81,6 +95,7 @@ pub fn build(app: &Arc<App>) -> Result<Vec<Arc<dyn Dialect>>, String> {
                 DialectKind::DjangoGraphqlAuth => django::build(parts, django::Variant::Classic),
                 DialectKind::DjangoGraphqlAuthRelay => django::build(parts, django::Variant::Relay),
                 DialectKind::Krypton => krypton::build(parts),
+                DialectKind::Karrio => karrio::build(parts),
             }
         })
         .collect()

@@ -244,6 +244,17 @@ impl Endpoints {
             } else {
                 "POST"
             }),
+            dialects::Endpoint::Json(name) if method == http::Method::POST => {
+                // The same type rule as GraphQL (no cross-site form can post here) and the
+                // same body limit.
+                let body = match graphql_body(session, JSON_LIMIT).await? {
+                    Ok(body) => body,
+                    Err(refusal) => return Ok(refusal),
+                };
+                let caller = self.caller(session, dialect.refresh_cookie_name());
+                dialect.json(name, &body, caller).await
+            }
+            dialects::Endpoint::Json(_) => method_not_allowed("POST"),
             dialects::Endpoint::Jwks if is_get => self.jwks(),
             dialects::Endpoint::Jwks => method_not_allowed("GET, HEAD"),
             dialects::Endpoint::Page(page) => {
@@ -370,6 +381,9 @@ fn method_not_allowed(allow: &'static str) -> Reply {
 
 /// Largest password form body.
 const FORM_LIMIT: usize = 16 * 1024;
+
+/// Largest body of a dialect's JSON endpoint.
+const JSON_LIMIT: usize = 64 * 1024;
 
 /// How much of an oversized body is read and dropped so that the client, still sending, gets
 /// to read the 413 on a live connection. Past this the connection is simply closed.

@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod cors;
 mod dialect_django;
+mod dialect_karrio;
 mod dialect_krypton;
 mod gateway;
 mod graphql_http;

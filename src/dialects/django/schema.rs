@@ -646,6 +646,7 @@ mod tests {
             last_login: None,
             security_stamp: String::new(),
             serial: Some(5),
+            standing_key: None,
         };
         assert_eq!(global_id(&user), "VXNlck5vZGU6NQ==");
         assert!(matches!(user_ref("VXNlck5vZGU6NQ=="), UserRef::Serial(5)));
