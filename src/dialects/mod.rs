@@ -39,6 +39,9 @@ pub enum Page {
     Confirm,
     /// The new-password form of a reset link (`purpose` says which kind of link).
     Password(Purpose),
+    /// The new-password form at one path for reset and set-password links alike: whichever
+    /// the token was made for.
+    PasswordAny,
 }
 
 /// One configured dialect, built once at start.
@@ -52,6 +55,11 @@ pub trait Dialect: Send + Sync {
 
     /// The name of the refresh-token cookie its clients carry.
     fn refresh_cookie_name(&self) -> &'static str;
+
+    /// The query parameter its page links carry the token in (`?token=…` unless it says).
+    fn link_token_parameter(&self) -> &'static str {
+        "token"
+    }
 
     /// Request headers its browser clients send beyond `authorization` and `content-type`
     /// (allowed on CORS preflights).
