@@ -111,6 +111,8 @@ pub enum DialectKind {
     DjangoGraphqlAuthRelay,
     #[serde(rename = "krypton")]
     Krypton,
+    #[serde(rename = "craft")]
+    Craft,
 }
 
 impl DialectKind {
@@ -119,6 +121,7 @@ impl DialectKind {
             DialectKind::DjangoGraphqlAuth => "django-graphql-auth",
             DialectKind::DjangoGraphqlAuthRelay => "django-graphql-auth-relay",
             DialectKind::Krypton => "krypton",
+            DialectKind::Craft => "craft",
         }
     }
 }

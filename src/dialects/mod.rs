@@ -6,6 +6,7 @@
 //! Adding a kind: a module here that builds a [`Dialect`] and one line in [`build`] (and its
 //! name in `config::DialectKind`).
 
+mod craft;
 mod django;
 mod krypton;
 
@@ -89,6 +90,7 @@ pub fn build(app: &Arc<App>) -> Result<Vec<Arc<dyn Dialect>>, String> {
                 DialectKind::DjangoGraphqlAuth => django::build(parts, django::Variant::Classic),
                 DialectKind::DjangoGraphqlAuthRelay => django::build(parts, django::Variant::Relay),
                 DialectKind::Krypton => krypton::build(parts),
+                DialectKind::Craft => craft::build(parts),
             }
         })
         .collect()
