@@ -1086,3 +1086,95 @@ async fn craft_browsers_on_other_origins() {
     );
     assert!(answer.set_cookie(COOKIE).is_some());
 }
+
+#[tokio::test]
+async fn craft_under_load_and_with_dependencies_down() {
+    let s = setup(&[("AUTHGATE_ACCOUNTS__ALLOW_UNVERIFIED_LOGIN", "false")]).await;
+    let gate = &s.gate;
+    let call = || Call::new(gate, GQL);
+
+    // The mail relay down: register fails in the plugin's error form and leaves no account.
+    s.sink.refuse(true);
+    let refused = call()
+        .send(
+            &register(),
+            json!({"email": "porkins@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert!(craft_error(&refused).contains("email"), "{}", refused.text);
+    s.sink.refuse(false);
+
+    // Unverified accounts may not log in here: register answers the user without tokens,
+    // and authenticate says so only to the right password.
+    let reg = call()
+        .send(
+            &register(),
+            json!({"email": "porkins@example.com", "password": PASSWORD}),
+        )
+        .await;
+    let auth = &reg.body["data"]["register"];
+    assert_eq!(auth["user"]["email"], "porkins@example.com", "{}", reg.text);
+    assert_eq!(auth["jwt"], Value::Null);
+    assert_eq!(auth["refreshToken"], Value::Null);
+    assert!(reg.set_cookie(COOKIE).is_none());
+    let pending = call()
+        .send(
+            &authenticate(),
+            json!({"email": "porkins@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(craft_error(&pending), "Please activate your account");
+    let wrong = call()
+        .send(
+            &authenticate(),
+            json!({"email": "porkins@example.com", "password": "Wrong-Pass-123"}),
+        )
+        .await;
+    assert_eq!(craft_error(&wrong), INVALID_LOGIN);
+    let mail = s.sink.wait_for("porkins@example.com", 1).await;
+    let (code, id) = code_and_id(&mail.link("/craft/verifyemail?code=").unwrap());
+    let activated = call().send(ACTIVATE, json!({"code": code, "id": id})).await;
+    assert_eq!(
+        activated.body["data"]["activateUser"],
+        "Successfully activated user"
+    );
+
+    // One refresh token presented ten times at once: exactly one new pair.
+    let login = call()
+        .send(
+            &authenticate(),
+            json!({"email": "porkins@example.com", "password": PASSWORD}),
+        )
+        .await;
+    let token = login.body["data"]["authenticate"]["refreshToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", login.text))
+        .to_string();
+    let query = refresh();
+    let answers = futures_util::future::join_all((0..10).map(|_| {
+        let query = query.clone();
+        let token = token.clone();
+        async move {
+            Call::new(gate, GQL)
+                .send(&query, json!({"refreshToken": token}))
+                .await
+        }
+    }))
+    .await;
+    let fresh: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| a.body["data"]["refreshToken"]["jwt"].is_string())
+        .collect();
+    assert_eq!(fresh.len(), 1, "exactly one rotation");
+    for answer in answers.iter().filter(|a| a.body["data"].is_null()) {
+        assert_eq!(craft_error(answer), INVALID_REFRESH);
+    }
+    // The others were reuse: the one new refresh token is dead too.
+    let winner = fresh[0].body["data"]["refreshToken"]["refreshToken"]
+        .as_str()
+        .unwrap();
+    let after = call()
+        .send(&refresh(), json!({"refreshToken": winner}))
+        .await;
+    assert_eq!(craft_error(&after), INVALID_REFRESH);
+}
