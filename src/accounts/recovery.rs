@@ -54,6 +54,28 @@ impl Recovery {
         Ok(())
     }
 
+    /// Which kind of password link a token belongs to, for a page or an operation that takes
+    /// both at one address: `PasswordSet` (an invitation) when it was signed for that, expired
+    /// or not, else `PasswordReset` (whatever it is then fails as a reset token would).
+    pub fn password_purpose(&self, token: &str) -> Purpose {
+        match self.core.email_tokens.verify(token, Purpose::PasswordSet) {
+            Ok(_) | Err(TokenError::Expired) => Purpose::PasswordSet,
+            Err(TokenError::Invalid) => Purpose::PasswordReset,
+        }
+    }
+
+    /// The id of the account an email token was signed for (`purpose`), for a link that also
+    /// names its account beside the token: the caller checks the two agree. Nothing else
+    /// about the token (what it binds to) is checked here.
+    pub fn token_account(&self, token: &str, purpose: Purpose) -> Result<String, Failure> {
+        let claims = self
+            .core
+            .email_tokens
+            .verify(token, purpose)
+            .map_err(token_failure)?;
+        Ok(claims.user_id)
+    }
+
     /// The account a reset or set-password token is for, if the token is still good.
     pub async fn password_token_user(
         &self,

@@ -113,6 +113,8 @@ pub enum DialectKind {
     Krypton,
     #[serde(rename = "karrio")]
     Karrio,
+    #[serde(rename = "craft")]
+    Craft,
 }
 
 impl DialectKind {
@@ -122,6 +124,7 @@ impl DialectKind {
             DialectKind::DjangoGraphqlAuthRelay => "django-graphql-auth-relay",
             DialectKind::Krypton => "krypton",
             DialectKind::Karrio => "karrio",
+            DialectKind::Craft => "craft",
         }
     }
 }

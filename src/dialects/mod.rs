@@ -6,6 +6,7 @@
 //! Adding a kind: a module here that builds a [`Dialect`] and one line in [`build`] (and its
 //! name in `config::DialectKind`).
 
+mod craft;
 mod django;
 mod karrio;
 mod krypton;
@@ -43,6 +44,9 @@ pub enum Page {
     Confirm,
     /// The new-password form of a reset link (`purpose` says which kind of link).
     Password(Purpose),
+    /// The new-password form at one path for reset and set-password links alike: whichever
+    /// the token was made for.
+    PasswordAny,
 }
 
 /// One configured dialect, built once at start.
@@ -56,6 +60,11 @@ pub trait Dialect: Send + Sync {
 
     /// The name of the refresh-token cookie its clients carry.
     fn refresh_cookie_name(&self) -> &'static str;
+
+    /// The query parameter its page links carry the token in (`?token=…` unless it says).
+    fn link_token_parameter(&self) -> &'static str {
+        "token"
+    }
 
     /// Request headers its browser clients send beyond `authorization` and `content-type`
     /// (allowed on CORS preflights).
@@ -96,6 +105,7 @@ pub fn build(app: &Arc<App>) -> Result<Vec<Arc<dyn Dialect>>, String> {
                 DialectKind::DjangoGraphqlAuthRelay => django::build(parts, django::Variant::Relay),
                 DialectKind::Krypton => krypton::build(parts),
                 DialectKind::Karrio => karrio::build(parts),
+                DialectKind::Craft => craft::build(parts),
             }
         })
         .collect()

@@ -267,25 +267,34 @@ impl Endpoints {
                 let prefix = dialect.config().prefix.as_str();
                 let in_path = dialect.find(&path[prefix.len()..]).and_then(|(_, t)| t);
                 let query = session.req_header().uri.query().unwrap_or("").to_string();
-                let token = in_path.unwrap_or_else(|| pages::query_token(&query));
+                let token = in_path
+                    .unwrap_or_else(|| pages::query_param(&query, dialect.link_token_parameter()));
                 let min_length = self.app.config.accounts.password_min_length;
+                // A page for both kinds of password link serves the one its token is.
+                let purpose_of = |page: Page, token: &str| match page {
+                    Page::Password(purpose) => purpose,
+                    _ => accounts.recovery.password_purpose(token),
+                };
                 match (page, method.as_str()) {
                     (Page::Confirm, "GET") => pages::confirm(accounts, &token).await,
-                    (Page::Password(purpose), "GET") => {
+                    (Page::Password(_) | Page::PasswordAny, "GET") => {
+                        let purpose = purpose_of(page, &token);
                         pages::password_form(accounts, purpose, &token, path, min_length).await
                     }
-                    (Page::Password(purpose), "POST") => match read_body(session, FORM_LIMIT)
-                        .await?
-                    {
-                        Some(body) => {
-                            pages::password_submit(accounts, purpose, &body, path, min_length).await
+                    (Page::Password(_) | Page::PasswordAny, "POST") => {
+                        match read_body(session, FORM_LIMIT).await? {
+                            Some(body) => {
+                                let purpose = purpose_of(page, &pages::form_token(&body));
+                                pages::password_submit(accounts, purpose, &body, path, min_length)
+                                    .await
+                            }
+                            None => Reply::json_error(
+                                413,
+                                &ErrorBody::new("payload_too_large", "form too large"),
+                            ),
                         }
-                        None => Reply::json_error(
-                            413,
-                            &ErrorBody::new("payload_too_large", "form too large"),
-                        ),
-                    },
-                    (Page::Password(_), _) => method_not_allowed("GET, POST"),
+                    }
+                    (Page::Password(_) | Page::PasswordAny, _) => method_not_allowed("GET, POST"),
                     (Page::Confirm, _) => method_not_allowed("GET"),
                 }
             }

@@ -113,7 +113,17 @@ fn titles(purpose: Purpose) -> (&'static str, &'static str) {
 
 /// The token of a page's query string (`?token=…`).
 pub fn query_token(query: &str) -> String {
-    field(&pages::form_fields(query.as_bytes()), "token")
+    query_param(query, "token")
+}
+
+/// The value of parameter `name` in a page's query string (empty when absent).
+pub fn query_param(query: &str, name: &str) -> String {
+    field(&pages::form_fields(query.as_bytes()), name)
+}
+
+/// The token a password form posts back.
+pub fn form_token(body: &[u8]) -> String {
+    field(&pages::form_fields(body), "token")
 }
 
 /// `GET /password/reset?token=…` and `/password/set?token=…` (or a dialect's path for them,

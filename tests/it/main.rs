@@ -9,6 +9,7 @@ mod api_keys;
 mod browser;
 mod cli;
 mod cors;
+mod dialect_craft;
 mod dialect_django;
 mod dialect_karrio;
 mod dialect_krypton;

@@ -1,5 +1,5 @@
 //! One server with every dialect kind configured (django at `/django`, django-relay at
-//! `/relay`, krypton at `/krypton`), a real SMTP listener, a real upstream behind `/api`, and
+//! `/relay`, krypton at `/krypton`, craft at `/craft`), a real SMTP listener, a real upstream behind `/api`, and
 //! an HTTP client that speaks to a dialect as its original's clients do (their header
 //! prefixes, their cookies).
 
@@ -33,6 +33,10 @@ prefix = "/relay"
 [[dialects]]
 kind = "krypton"
 prefix = "/krypton"
+
+[[dialects]]
+kind = "craft"
+prefix = "/craft"
 "#;
 
 pub struct Setup {
