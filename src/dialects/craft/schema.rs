@@ -251,8 +251,15 @@ impl CraftUser {
     async fn email(&self) -> Option<String> {
         Some(self.0.email.clone())
     }
+    /// The username, else the email (Craft makes the email the username of accounts
+    /// registered without one).
     async fn username(&self) -> Option<String> {
-        self.0.username.clone()
+        Some(
+            self.0
+                .username
+                .clone()
+                .unwrap_or_else(|| self.0.email.clone()),
+        )
     }
     async fn full_name(&self) -> Option<String> {
         non_empty(&self.0.full_name())
