@@ -114,7 +114,7 @@ fn now_ms() -> f64 {
 
 #[tokio::test]
 async fn craft_client_flow_from_register_to_delete() {
-    let s = setup(&[]).await;
+    let s = setup(&[("AUTHGATE_LOG__ACCESS_LOG", "true")]).await;
     let gate = &s.gate;
     let call = || Call::new(gate, GQL);
 
@@ -558,6 +558,14 @@ async fn craft_client_flow_from_register_to_delete() {
     assert_eq!(craft_error(&gone), INVALID_LOGIN);
     let viewer = call().auth(&jwt).send(VIEWER, json!({})).await;
     assert_eq!(craft_error(&viewer), "We couldn't find any matching users");
+
+    // The log has the requests, and none of the secrets they carried.
+    let log = gate.log();
+    assert!(log.contains("/craft/api") && log.contains("/craft/setpassword"));
+    let token = jwt.trim_start_matches("JWT ");
+    for secret in [PASSWORD, NEW_PASSWORD, token, &code, &first, &second] {
+        assert!(!log.contains(secret), "the log holds {secret}");
+    }
 }
 
 #[tokio::test]
