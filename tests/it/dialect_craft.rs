@@ -1181,3 +1181,123 @@ async fn craft_under_load_and_with_dependencies_down() {
         assert_eq!(craft_error(answer), INVALID_REFRESH);
     }
 }
+
+suite!(craft_sessions_on_every_backend, |backend| {
+    let redis = match backend {
+        Backend::Sled => None,
+        Backend::Redis => match crate::common::redis::RedisServer::start() {
+            Some(redis) => Some(redis),
+            None => return,
+        },
+    };
+    let url = redis.as_ref().map(|r| r.url());
+    let mut env = Vec::new();
+    if let Some(url) = &url {
+        env.push(("AUTHGATE_STORAGE__REDIS_URL", url.as_str()));
+    }
+    let s = setup(&env).await;
+    let gate = &s.gate;
+    let call = || Call::new(gate, GQL);
+    let reg = call()
+        .send(
+            &register(),
+            json!({"email": "dak@example.com", "password": PASSWORD}),
+        )
+        .await;
+    let first = reg.cookie(COOKIE).unwrap_or_else(|| panic!("{}", reg.text));
+    let jwt = jwt_of(&reg, "register");
+    let next = call()
+        .cookie(COOKIE, &first)
+        .send(&refresh(), json!({}))
+        .await
+        .cookie(COOKIE)
+        .expect("rotated");
+    let reused = call()
+        .cookie(COOKIE, &first)
+        .send(&refresh(), json!({}))
+        .await;
+    assert_eq!(craft_error(&reused), INVALID_REFRESH);
+    let family = call()
+        .cookie(COOKIE, &next)
+        .send(&refresh(), json!({}))
+        .await;
+    assert_eq!(craft_error(&family), INVALID_REFRESH);
+    let other = call()
+        .send(
+            &authenticate(),
+            json!({"email": "dak@example.com", "password": PASSWORD}),
+        )
+        .await
+        .cookie(COOKIE)
+        .unwrap();
+    let all = call()
+        .auth(&jwt)
+        .send("mutation { deleteRefreshTokens }", json!({}))
+        .await;
+    assert_eq!(
+        all.body["data"]["deleteRefreshTokens"], true,
+        "{}",
+        all.text
+    );
+    let ended = call()
+        .cookie(COOKIE, &other)
+        .send(&refresh(), json!({}))
+        .await;
+    assert_eq!(craft_error(&ended), INVALID_REFRESH);
+
+    // Redis down: log-ins and refreshes say so in the plugin's form; back, they work again.
+    if let Some(mut redis) = redis {
+        let session = call()
+            .send(
+                &authenticate(),
+                json!({"email": "dak@example.com", "password": PASSWORD}),
+            )
+            .await
+            .cookie(COOKIE)
+            .unwrap();
+        redis.stop();
+        let down = call()
+            .cookie(COOKIE, &session)
+            .send(&refresh(), json!({}))
+            .await;
+        assert!(
+            craft_error(&down).contains("temporarily unavailable"),
+            "{}",
+            down.text
+        );
+        assert_eq!(down.set_cookie(COOKIE), None, "the session's cookie stays");
+        let logout = call()
+            .cookie(COOKIE, &session)
+            .send(DELETE_TOKEN, json!({}))
+            .await;
+        assert!(craft_error(&logout).contains("temporarily unavailable"));
+        assert_eq!(logout.set_cookie(COOKIE), None);
+        let login = call()
+            .send(
+                &authenticate(),
+                json!({"email": "dak@example.com", "password": PASSWORD}),
+            )
+            .await;
+        assert!(
+            craft_error(&login).contains("temporarily unavailable"),
+            "{}",
+            login.text
+        );
+        redis.restart();
+        eventually(
+            std::time::Duration::from_secs(10),
+            "log-ins once Redis is back",
+            || async {
+                call()
+                    .send(
+                        &authenticate(),
+                        json!({"email": "dak@example.com", "password": PASSWORD}),
+                    )
+                    .await
+                    .body["data"]["authenticate"]["jwt"]
+                    .is_string()
+            },
+        )
+        .await;
+    }
+});

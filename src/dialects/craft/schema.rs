@@ -457,14 +457,13 @@ impl Mutation {
                 set_cookie(ctx, Some(&pair));
                 Ok(Auth::of(user, Some(&pair), false))
             }
-            Err(failure) => {
+            // A store that is down says so and leaves the cookie be; a dead token goes.
+            Err(failure) if failure.is(Code::ServiceUnavailable) => Err(failed(failure)),
+            Err(_) => {
                 if cookie_token(ctx).is_some() {
                     set_cookie(ctx, None);
                 }
-                Err(match failure.code() {
-                    Some(Code::ServiceUnavailable) => failed(failure),
-                    _ => invalid(INVALID_REFRESH_TOKEN),
-                })
+                Err(invalid(INVALID_REFRESH_TOKEN))
             }
         }
     }
@@ -479,7 +478,11 @@ impl Mutation {
             return Err(invalid(INVALID_REFRESH_TOKEN));
         };
         let ended = state(ctx).accounts.sessions.revoke(Some(&presented)).await;
-        if cookie_token(ctx).is_some() {
+        let gone = match &ended {
+            Ok(()) => true,
+            Err(failure) => failure.is(Code::InvalidToken),
+        };
+        if gone && cookie_token(ctx).is_some() {
             set_cookie(ctx, None);
         }
         match ended {
