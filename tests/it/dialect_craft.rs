@@ -114,7 +114,7 @@ fn now_ms() -> f64 {
 
 #[tokio::test]
 async fn craft_client_flow_from_register_to_delete() {
-    let s = setup(&[]).await;
+    let s = setup(&[("AUTHGATE_LOG__ACCESS_LOG", "true")]).await;
     let gate = &s.gate;
     let call = || Call::new(gate, GQL);
 
@@ -137,6 +137,10 @@ async fn craft_client_flow_from_register_to_delete() {
     assert_eq!(auth["user"]["lastName"], "Edmonston");
     assert_eq!(auth["user"]["friendlyName"], "James");
     assert_eq!(auth["user"]["status"], "pending");
+    assert_eq!(
+        auth["user"]["username"], "james@example.com",
+        "Craft's default"
+    );
     assert!(auth["user"]["dateCreated"]
         .as_str()
         .unwrap()
@@ -554,6 +558,14 @@ async fn craft_client_flow_from_register_to_delete() {
     assert_eq!(craft_error(&gone), INVALID_LOGIN);
     let viewer = call().auth(&jwt).send(VIEWER, json!({})).await;
     assert_eq!(craft_error(&viewer), "We couldn't find any matching users");
+
+    // The log has the requests, and none of the secrets they carried.
+    let log = gate.log();
+    assert!(log.contains("/craft/api") && log.contains("/craft/setpassword"));
+    let token = jwt.trim_start_matches("JWT ");
+    for secret in [PASSWORD, NEW_PASSWORD, token, &code, &first, &second] {
+        assert!(!log.contains(secret), "the log holds {secret}");
+    }
 }
 
 #[tokio::test]
@@ -1161,20 +1173,131 @@ async fn craft_under_load_and_with_dependencies_down() {
         }
     }))
     .await;
-    let fresh: Vec<&Answer> = answers
+    let (fresh, refused): (Vec<&Answer>, Vec<&Answer>) = answers
         .iter()
-        .filter(|a| a.body["data"]["refreshToken"]["jwt"].is_string())
-        .collect();
+        .partition(|a| a.body["data"]["refreshToken"]["jwt"].is_string());
     assert_eq!(fresh.len(), 1, "exactly one rotation");
-    for answer in answers.iter().filter(|a| a.body["data"].is_null()) {
+    for answer in refused {
         assert_eq!(craft_error(answer), INVALID_REFRESH);
     }
-    // The others were reuse: the one new refresh token is dead too.
-    let winner = fresh[0].body["data"]["refreshToken"]["refreshToken"]
-        .as_str()
-        .unwrap();
-    let after = call()
-        .send(&refresh(), json!({"refreshToken": winner}))
-        .await;
-    assert_eq!(craft_error(&after), INVALID_REFRESH);
 }
+
+suite!(craft_sessions_on_every_backend, |backend| {
+    let redis = match backend {
+        Backend::Sled => None,
+        Backend::Redis => match crate::common::redis::RedisServer::start() {
+            Some(redis) => Some(redis),
+            None => return,
+        },
+    };
+    let url = redis.as_ref().map(|r| r.url());
+    let mut env = Vec::new();
+    if let Some(url) = &url {
+        env.push(("AUTHGATE_STORAGE__REDIS_URL", url.as_str()));
+    }
+    let s = setup(&env).await;
+    let gate = &s.gate;
+    let call = || Call::new(gate, GQL);
+    let reg = call()
+        .send(
+            &register(),
+            json!({"email": "dak@example.com", "password": PASSWORD}),
+        )
+        .await;
+    let first = reg.cookie(COOKIE).unwrap_or_else(|| panic!("{}", reg.text));
+    let jwt = jwt_of(&reg, "register");
+    let next = call()
+        .cookie(COOKIE, &first)
+        .send(&refresh(), json!({}))
+        .await
+        .cookie(COOKIE)
+        .expect("rotated");
+    let reused = call()
+        .cookie(COOKIE, &first)
+        .send(&refresh(), json!({}))
+        .await;
+    assert_eq!(craft_error(&reused), INVALID_REFRESH);
+    let family = call()
+        .cookie(COOKIE, &next)
+        .send(&refresh(), json!({}))
+        .await;
+    assert_eq!(craft_error(&family), INVALID_REFRESH);
+    let other = call()
+        .send(
+            &authenticate(),
+            json!({"email": "dak@example.com", "password": PASSWORD}),
+        )
+        .await
+        .cookie(COOKIE)
+        .unwrap();
+    let all = call()
+        .auth(&jwt)
+        .send("mutation { deleteRefreshTokens }", json!({}))
+        .await;
+    assert_eq!(
+        all.body["data"]["deleteRefreshTokens"], true,
+        "{}",
+        all.text
+    );
+    let ended = call()
+        .cookie(COOKIE, &other)
+        .send(&refresh(), json!({}))
+        .await;
+    assert_eq!(craft_error(&ended), INVALID_REFRESH);
+
+    // Redis down: log-ins and refreshes say so in the plugin's form; back, they work again.
+    if let Some(mut redis) = redis {
+        let session = call()
+            .send(
+                &authenticate(),
+                json!({"email": "dak@example.com", "password": PASSWORD}),
+            )
+            .await
+            .cookie(COOKIE)
+            .unwrap();
+        redis.stop();
+        let down = call()
+            .cookie(COOKIE, &session)
+            .send(&refresh(), json!({}))
+            .await;
+        assert!(
+            craft_error(&down).contains("temporarily unavailable"),
+            "{}",
+            down.text
+        );
+        assert_eq!(down.set_cookie(COOKIE), None, "the session's cookie stays");
+        let logout = call()
+            .cookie(COOKIE, &session)
+            .send(DELETE_TOKEN, json!({}))
+            .await;
+        assert!(craft_error(&logout).contains("temporarily unavailable"));
+        assert_eq!(logout.set_cookie(COOKIE), None);
+        let login = call()
+            .send(
+                &authenticate(),
+                json!({"email": "dak@example.com", "password": PASSWORD}),
+            )
+            .await;
+        assert!(
+            craft_error(&login).contains("temporarily unavailable"),
+            "{}",
+            login.text
+        );
+        redis.restart();
+        eventually(
+            std::time::Duration::from_secs(10),
+            "log-ins once Redis is back",
+            || async {
+                call()
+                    .send(
+                        &authenticate(),
+                        json!({"email": "dak@example.com", "password": PASSWORD}),
+                    )
+                    .await
+                    .body["data"]["authenticate"]["jwt"]
+                    .is_string()
+            },
+        )
+        .await;
+    }
+});

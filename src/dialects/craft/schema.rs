@@ -13,7 +13,7 @@ use async_graphql::{
 
 use super::{State, SCHEMA_NAME};
 use crate::accounts::{
-    Code, Failure, Field, LoggedIn, LoginRequest, ProfileUpdate, Purpose, SignUp, TokenPair, User,
+    Code, Failure, Field, LoginRequest, ProfileUpdate, Purpose, SignUp, TokenPair, User,
 };
 use crate::config;
 use crate::graphql::Caller;
@@ -251,8 +251,15 @@ impl CraftUser {
     async fn email(&self) -> Option<String> {
         Some(self.0.email.clone())
     }
+    /// The username, else the email (Craft makes the email the username of accounts
+    /// registered without one).
     async fn username(&self) -> Option<String> {
-        self.0.username.clone()
+        Some(
+            self.0
+                .username
+                .clone()
+                .unwrap_or_else(|| self.0.email.clone()),
+        )
     }
     async fn full_name(&self) -> Option<String> {
         non_empty(&self.0.full_name())
@@ -344,13 +351,10 @@ impl Auth {
 
 /// Every password log-in of this dialect goes through here: the account services check the
 /// identifier (an email, or else a username, as the plugin's `email` argument takes both) and
-/// the password; the answer says whether a second factor is still owed (never, until
-/// authgate has one).
-async fn log_in(
-    ctx: &Context<'_>,
-    identifier: String,
-    password: String,
-) -> Result<(LoggedIn, bool), Failure> {
+/// the password, and the answer is the plugin's `Auth`, the refresh cookie set. A login that
+/// still owes a second factor is to answer `Auth` with `requiresTwoFactor: true` and no
+/// tokens, from one more arm below, once accounts have one.
+async fn log_in(ctx: &Context<'_>, identifier: String, password: String) -> Result<Auth, Failure> {
     let request = if identifier.contains('@') {
         LoginRequest {
             email: Some(identifier),
@@ -365,8 +369,13 @@ async fn log_in(
         }
     };
     let sessions = &state(ctx).accounts.sessions;
-    let done = sessions.login(request, client_ip(ctx)).await?;
-    Ok((done, false))
+    match sessions.login(request, client_ip(ctx)).await {
+        Ok(done) => {
+            set_cookie(ctx, Some(&done.tokens));
+            Ok(Auth::of(done.user, Some(&done.tokens), false))
+        }
+        Err(failure) => Err(failure),
+    }
 }
 
 pub struct Query;
@@ -395,9 +404,7 @@ impl Mutation {
         email: String,
         password: String,
     ) -> async_graphql::Result<Auth> {
-        let (done, requires_two_factor) = log_in(ctx, email, password).await.map_err(failed)?;
-        set_cookie(ctx, Some(&done.tokens));
-        Ok(Auth::of(done.user, Some(&done.tokens), requires_two_factor))
+        log_in(ctx, email, password).await.map_err(failed)
     }
 
     /// Creates an account and mails its activation link; tokens when unverified accounts may
@@ -450,14 +457,13 @@ impl Mutation {
                 set_cookie(ctx, Some(&pair));
                 Ok(Auth::of(user, Some(&pair), false))
             }
-            Err(failure) => {
+            // A store that is down says so and leaves the cookie be; a dead token goes.
+            Err(failure) if failure.is(Code::ServiceUnavailable) => Err(failed(failure)),
+            Err(_) => {
                 if cookie_token(ctx).is_some() {
                     set_cookie(ctx, None);
                 }
-                Err(match failure.code() {
-                    Some(Code::ServiceUnavailable) => failed(failure),
-                    _ => invalid(INVALID_REFRESH_TOKEN),
-                })
+                Err(invalid(INVALID_REFRESH_TOKEN))
             }
         }
     }
@@ -472,7 +478,11 @@ impl Mutation {
             return Err(invalid(INVALID_REFRESH_TOKEN));
         };
         let ended = state(ctx).accounts.sessions.revoke(Some(&presented)).await;
-        if cookie_token(ctx).is_some() {
+        let gone = match &ended {
+            Ok(()) => true,
+            Err(failure) => failure.is(Code::InvalidToken),
+        };
+        if gone && cookie_token(ctx).is_some() {
             set_cookie(ctx, None);
         }
         match ended {
