@@ -571,6 +571,35 @@ async fn karrio_keys_work_at_the_gate_and_die_on_refresh() {
         assert!(seen(&upstream, "authorization").is_empty());
     }
 
+    // Karrio's API clients call GraphQL with the key itself.
+    let by_key = k
+        .gql()
+        .auth(format!("Token {key}"))
+        .send(GET_TOKEN, json!({}))
+        .await;
+    assert_eq!(
+        by_key.body["data"]["token"]["key"],
+        key.as_str(),
+        "{}",
+        by_key.text
+    );
+    let by_header = read(
+        client()
+            .post(gate.url(GQL))
+            .header("content-type", "application/json")
+            .header("x-api-key", &key)
+            .body(json!({"query": GET_USER}).to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        by_header.body["data"]["user"]["email"], "kim@example.com",
+        "{}",
+        by_header.text
+    );
+
     // Never in plain text in the store: its hash is on disk, the key is not.
     let hash: String = {
         use sha2::Digest;
@@ -627,6 +656,12 @@ async fn karrio_keys_work_at_the_gate_and_die_on_refresh() {
         401
     );
     assert_eq!(with_header(gate, "x-api-key", &new_key).await.0, 200);
+    let dead = k
+        .gql()
+        .auth(format!("Token {key}"))
+        .send(GET_USER, json!({}))
+        .await;
+    assert_eq!(dead.body["errors"][0]["code"], "authentication_required");
     let shown = k
         .gql()
         .auth(bearer(&access))
