@@ -47,7 +47,7 @@ struct Karrio {
     gate: Authgate,
     sink: SmtpSink,
     _upstream: Upstream,
-    _backend: BackendServer,
+    backend: BackendServer,
 }
 
 async fn karrio(env: &[(&str, &str)]) -> Karrio {
@@ -76,7 +76,7 @@ async fn karrio_on(backend: Backend, env: &[(&str, &str)]) -> Option<Karrio> {
         gate: builder.start(Some(&upstream)).await,
         sink,
         _upstream: upstream,
-        _backend: server,
+        backend: server,
     })
 }
 
@@ -984,4 +984,60 @@ async fn karrio_keys_first_asked_at_once_are_one_key() {
         1,
         "{listed}"
     );
+}
+
+/// Dependencies down: mail that cannot be sent leaves no account and says so in the payload;
+/// with Redis (sessions and limits) stopped the REST endpoints answer `503` at once, valid
+/// access tokens still pass the gate, and service resumes when Redis is back.
+#[tokio::test]
+async fn karrio_answers_clearly_when_smtp_or_redis_is_down() {
+    let Some(mut k) = karrio_on(Backend::Redis, &[]).await else {
+        return;
+    };
+    k.sink.refuse(true);
+    let refused = k
+        .gql()
+        .send(
+            REGISTER,
+            json!({"data": {"email": "dee@example.com", "password1": PASSWORD, "password2": PASSWORD}}),
+        )
+        .await;
+    let payload = &refused.body["data"]["register_user"];
+    assert_eq!(payload["user"], Value::Null, "{}", refused.text);
+    assert_eq!(field_errors(payload)[0].0, "__all__");
+    k.sink.refuse(false);
+    assert_eq!(k.login("dee@example.com", PASSWORD).await.status, 401);
+    let access = k.account("dee@example.com").await;
+    let refresh = k.login("dee@example.com", PASSWORD).await.body["refresh"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let redis = k.backend.redis().expect("the redis leg");
+    redis.stop();
+    let started = std::time::Instant::now();
+    let login = k.login("dee@example.com", PASSWORD).await;
+    assert_eq!(login.status, 503, "{}", login.text);
+    assert_eq!(rest_code(&login), "service_unavailable");
+    let refreshed = k
+        .rest("/karrio/api/token/refresh", json!({"refresh": refresh}))
+        .await;
+    assert_eq!(refreshed.status, 503, "{}", refreshed.text);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let (status, _) = through_gate(&k.gate, &bearer(&access)).await;
+    assert_eq!(status, 200, "valid tokens pass without Redis");
+    let me = k
+        .gql()
+        .auth(bearer(&access))
+        .send(GET_USER, json!({}))
+        .await;
+    assert_eq!(me.body["data"]["user"]["email"], "dee@example.com");
+
+    k.backend.redis().unwrap().restart();
+    eventually(
+        std::time::Duration::from_secs(15),
+        "logins again after Redis is back",
+        || async { k.login("dee@example.com", PASSWORD).await.status == 201 },
+    )
+    .await;
 }
