@@ -1041,3 +1041,76 @@ async fn karrio_answers_clearly_when_smtp_or_redis_is_down() {
     )
     .await;
 }
+
+/// Without a `redirect_url` the links open authgate's own pages under the prefix, which
+/// confirm and reset like the dashboard's would.
+#[tokio::test]
+async fn karrio_links_without_redirect_url_open_authgates_pages() {
+    let k = karrio(&[]).await;
+    let gate = &k.gate;
+    let reg = k
+        .gql()
+        .send(
+            REGISTER,
+            json!({"data": {"email": "pat@example.com", "password1": PASSWORD, "password2": PASSWORD}}),
+        )
+        .await;
+    assert!(
+        reg.body["data"]["register_user"]["user"].is_object(),
+        "{}",
+        reg.text
+    );
+    let link = k
+        .sink
+        .wait_for("pat@example.com", 1)
+        .await
+        .link("/karrio/email/")
+        .expect("a link to the dialect's confirmation page");
+    let page = get(gate, &link[gate.base.len()..]).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let login = k.login("pat@example.com", PASSWORD).await;
+    assert_eq!(
+        jwt_claims(login.body["access"].as_str().unwrap())["verified"],
+        true
+    );
+
+    let asked = k
+        .gql()
+        .send(REQUEST_RESET, json!({"data": {"email": "pat@example.com"}}))
+        .await;
+    assert_eq!(
+        asked.body["data"]["request_password_reset"]["errors"],
+        Value::Null,
+        "{}",
+        asked.text
+    );
+    let mail = k.sink.wait_for("pat@example.com", 2).await;
+    let link = mail
+        .link("/karrio/password/reset?uidb64=")
+        .expect("a link to the dialect's reset form");
+    let form = get(gate, &link[gate.base.len()..]).await;
+    assert_eq!(form.status, 200, "{}", form.text);
+    assert!(
+        form.text.contains("name=\"new_password1\""),
+        "{}",
+        form.text
+    );
+    let token = link.rsplit_once("token=").unwrap().1.to_string();
+    let posted = client()
+        .post(gate.url("/karrio/password/reset"))
+        .form(&[
+            ("token", token.as_str()),
+            ("new_password1", NEW_PASSWORD),
+            ("new_password2", NEW_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    assert_eq!(k.login("pat@example.com", NEW_PASSWORD).await.status, 201);
+    assert_eq!(k.login("pat@example.com", PASSWORD).await.status, 401);
+    assert!(
+        !gate.log().contains(&token),
+        "the link's token is not logged"
+    );
+}
