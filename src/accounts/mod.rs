@@ -1,7 +1,8 @@
 //! The account logic, in small services with one file each: `registration` (sign-up,
 //! activation, operator-made accounts), `sessions` (login, refresh, logout), `recovery`
 //! (password reset and set), `profile` (the caller's own account), `secondary_email`,
-//! `api_keys` (+ `standing_keys`, keys shown again) and `staff`. They share `core` (stores, hasher, mailer, tokens, settings).
+//! `api_keys` (+ `standing_keys`, keys shown again) and `staff`. They share `core` (stores,
+//! hasher, mailer, tokens, settings).
 //!
 //! It knows nothing of GraphQL, HTTP, Pingora or any dialect: callers pass plain values and
 //! get a value or a [`Failure`] naming a domain [`Field`] and a typed [`Code`]. Where mail

@@ -3,6 +3,9 @@
 //! other (stored by its hash in the key store, resolved through the key cache); the copy shown
 //! again is sealed in the account record, bound to the account, never kept in plain text.
 //! Replacing it refuses the old key at once (the key is deleted and the cache forgets it).
+//! Keys are made and replaced one at a time per process; two gateways making an account's
+//! first key at the same instant could each make one, and the one not kept in the record
+//! stays an ordinary API key of the account (listed by `apiKeys`, revocable there).
 
 use std::sync::Arc;
 

@@ -72,6 +72,12 @@ pub trait Dialect: Send + Sync {
         &[]
     }
 
+    /// Whether its GraphQL calls may also be made with an API key (`Authorization: Token` or
+    /// `X-API-Key`), as the original's API clients do.
+    fn accepts_api_keys(&self) -> bool {
+        false
+    }
+
     /// Runs one GraphQL POST body (already checked for type and size).
     async fn graphql(&self, body: &[u8], caller: Caller) -> Reply;
 

@@ -232,7 +232,10 @@ impl Endpoints {
                     Ok(body) => body,
                     Err(refusal) => return Ok(refusal),
                 };
-                let caller = self.caller(session, dialect.refresh_cookie_name());
+                let mut caller = self.caller(session, dialect.refresh_cookie_name());
+                if caller.user_id.is_none() && dialect.accepts_api_keys() {
+                    caller.user_id = self.api_key_caller(session.req_header()).await;
+                }
                 dialect.graphql(&body, caller).await
             }
             dialects::Endpoint::Graphql if is_get => match dialect.graphiql() {
@@ -366,6 +369,23 @@ impl Endpoints {
 }
 
 impl Endpoints {
+    /// The owner of a valid API key (`Authorization: Token <key>` or `X-API-Key`), if any.
+    async fn api_key_caller(&self, req: &pingora::http::RequestHeader) -> Option<String> {
+        let accounts = self.app.accounts.as_ref()?;
+        match crate::gate::credential(&req.headers) {
+            Ok(crate::gate::Credential::ApiKey(key)) => {
+                match accounts.api_keys.resolve(key).await {
+                    Ok(owner) => owner.map(|subject| subject.user_id),
+                    Err(failure) => {
+                        tracing::error!(codes = ?failure.codes(), "API key lookup failed");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// The user behind a valid `Authorization: Bearer|JWT` token, if any.
     fn caller_id(&self, req: &pingora::http::RequestHeader) -> Option<String> {
         match crate::gate::credential(&req.headers) {

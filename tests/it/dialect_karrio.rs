@@ -47,7 +47,7 @@ struct Karrio {
     gate: Authgate,
     sink: SmtpSink,
     _upstream: Upstream,
-    _backend: BackendServer,
+    backend: BackendServer,
 }
 
 async fn karrio(env: &[(&str, &str)]) -> Karrio {
@@ -76,7 +76,7 @@ async fn karrio_on(backend: Backend, env: &[(&str, &str)]) -> Option<Karrio> {
         gate: builder.start(Some(&upstream)).await,
         sink,
         _upstream: upstream,
-        _backend: server,
+        backend: server,
     })
 }
 
@@ -571,6 +571,35 @@ async fn karrio_keys_work_at_the_gate_and_die_on_refresh() {
         assert!(seen(&upstream, "authorization").is_empty());
     }
 
+    // Karrio's API clients call GraphQL with the key itself.
+    let by_key = k
+        .gql()
+        .auth(format!("Token {key}"))
+        .send(GET_TOKEN, json!({}))
+        .await;
+    assert_eq!(
+        by_key.body["data"]["token"]["key"],
+        key.as_str(),
+        "{}",
+        by_key.text
+    );
+    let by_header = read(
+        client()
+            .post(gate.url(GQL))
+            .header("content-type", "application/json")
+            .header("x-api-key", &key)
+            .body(json!({"query": GET_USER}).to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        by_header.body["data"]["user"]["email"], "kim@example.com",
+        "{}",
+        by_header.text
+    );
+
     // Never in plain text in the store: its hash is on disk, the key is not.
     let hash: String = {
         use sha2::Digest;
@@ -627,6 +656,12 @@ async fn karrio_keys_work_at_the_gate_and_die_on_refresh() {
         401
     );
     assert_eq!(with_header(gate, "x-api-key", &new_key).await.0, 200);
+    let dead = k
+        .gql()
+        .auth(format!("Token {key}"))
+        .send(GET_USER, json!({}))
+        .await;
+    assert_eq!(dead.body["errors"][0]["code"], "authentication_required");
     let shown = k
         .gql()
         .auth(bearer(&access))
@@ -949,4 +984,147 @@ async fn karrio_keys_first_asked_at_once_are_one_key() {
         1,
         "{listed}"
     );
+}
+
+/// Dependencies down: mail that cannot be sent leaves no account and says so in the payload;
+/// with Redis (sessions and limits) stopped the REST endpoints answer `503` at once, valid
+/// access tokens still pass the gate, and service resumes when Redis is back.
+#[tokio::test]
+async fn karrio_answers_clearly_when_smtp_or_redis_is_down() {
+    let Some(mut k) = karrio_on(Backend::Redis, &[]).await else {
+        return;
+    };
+    k.sink.refuse(true);
+    let refused = k
+        .gql()
+        .send(
+            REGISTER,
+            json!({"data": {"email": "dee@example.com", "password1": PASSWORD, "password2": PASSWORD}}),
+        )
+        .await;
+    let payload = &refused.body["data"]["register_user"];
+    assert_eq!(payload["user"], Value::Null, "{}", refused.text);
+    assert_eq!(field_errors(payload)[0].0, "__all__");
+    k.sink.refuse(false);
+    assert_eq!(k.login("dee@example.com", PASSWORD).await.status, 401);
+    let access = k.account("dee@example.com").await;
+    let refresh = k.login("dee@example.com", PASSWORD).await.body["refresh"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let redis = k.backend.redis().expect("the redis leg");
+    redis.stop();
+    let started = std::time::Instant::now();
+    let login = k.login("dee@example.com", PASSWORD).await;
+    assert_eq!(login.status, 503, "{}", login.text);
+    assert_eq!(rest_code(&login), "service_unavailable");
+    let refreshed = k
+        .rest("/karrio/api/token/refresh", json!({"refresh": refresh}))
+        .await;
+    assert_eq!(refreshed.status, 503, "{}", refreshed.text);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let (status, _) = through_gate(&k.gate, &bearer(&access)).await;
+    assert_eq!(status, 200, "valid tokens pass without Redis");
+    let me = k
+        .gql()
+        .auth(bearer(&access))
+        .send(GET_USER, json!({}))
+        .await;
+    assert_eq!(me.body["data"]["user"]["email"], "dee@example.com");
+
+    k.backend.redis().unwrap().restart();
+    eventually(
+        std::time::Duration::from_secs(15),
+        "logins again after Redis is back",
+        || async { k.login("dee@example.com", PASSWORD).await.status == 201 },
+    )
+    .await;
+}
+
+/// Without a `redirect_url` the links open authgate's own pages under the prefix, which
+/// confirm and reset like the dashboard's would.
+#[tokio::test]
+async fn karrio_links_without_redirect_url_open_authgates_pages() {
+    let k = karrio(&[("AUTHGATE_LOG__ACCESS_LOG", "true")]).await;
+    let gate = &k.gate;
+    let reg = k
+        .gql()
+        .send(
+            REGISTER,
+            json!({"data": {"email": "pat@example.com", "password1": PASSWORD, "password2": PASSWORD}}),
+        )
+        .await;
+    assert!(
+        reg.body["data"]["register_user"]["user"].is_object(),
+        "{}",
+        reg.text
+    );
+    let link = k
+        .sink
+        .wait_for("pat@example.com", 1)
+        .await
+        .link("/karrio/email/")
+        .expect("a link to the dialect's confirmation page");
+    let page = get(gate, &link[gate.base.len()..]).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let confirmation = link.rsplit_once('/').unwrap().1.to_string();
+    let login = k.login("pat@example.com", PASSWORD).await;
+    assert_eq!(
+        jwt_claims(login.body["access"].as_str().unwrap())["verified"],
+        true
+    );
+
+    let asked = k
+        .gql()
+        .send(REQUEST_RESET, json!({"data": {"email": "pat@example.com"}}))
+        .await;
+    assert_eq!(
+        asked.body["data"]["request_password_reset"]["errors"],
+        Value::Null,
+        "{}",
+        asked.text
+    );
+    let mail = k.sink.wait_for("pat@example.com", 2).await;
+    let link = mail
+        .link("/karrio/password/reset?uidb64=")
+        .expect("a link to the dialect's reset form");
+    let form = get(gate, &link[gate.base.len()..]).await;
+    assert_eq!(form.status, 200, "{}", form.text);
+    assert!(
+        form.text.contains("name=\"new_password1\""),
+        "{}",
+        form.text
+    );
+    let token = link.rsplit_once("token=").unwrap().1.to_string();
+    let posted = client()
+        .post(gate.url("/karrio/password/reset"))
+        .form(&[
+            ("token", token.as_str()),
+            ("new_password1", NEW_PASSWORD),
+            ("new_password2", NEW_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    assert_eq!(k.login("pat@example.com", NEW_PASSWORD).await.status, 201);
+    assert_eq!(k.login("pat@example.com", PASSWORD).await.status, 401);
+    let mut log = String::new();
+    eventually(
+        std::time::Duration::from_secs(5),
+        "the pages' requests in the access log",
+        || {
+            log = gate.log();
+            let seen = log.contains("/karrio/email") && log.contains("/karrio/password/reset");
+            async move { seen }
+        },
+    )
+    .await;
+    for secret in [&token, &confirmation] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a link's token is not logged"
+        );
+    }
 }

@@ -215,6 +215,11 @@ impl Dialect for Karrio {
         &["x-org-id", "x-test-mode", "x-api-key"]
     }
 
+    /// Karrio's API clients call GraphQL with their key (`Authorization: Token key_…`).
+    fn accepts_api_keys(&self) -> bool {
+        true
+    }
+
     async fn graphql(&self, body: &[u8], caller: Caller) -> Reply {
         let request = match graphql::parse_request(body) {
             Ok(request) => request,
