@@ -16,7 +16,7 @@ use super::storage::{ApiKeyStore, RateLimiter, RefreshRecord, RefreshStore, User
 use super::{ClaimsFor, Links, Settings, TokenPair};
 use crate::config::Rate;
 use crate::email::{EmailKind, Mailer};
-use crate::jwt::{unix_now, Claims, Subject, TokenService};
+use crate::jwt::{unix_now, Claims, Session, Subject, TokenService};
 
 pub(super) struct Core {
     pub users: Arc<dyn UserStore>,
@@ -189,11 +189,16 @@ impl Core {
         Ok(())
     }
 
-    /// A new access token for `user`, carrying the extra claims `extra` makes.
-    pub fn issue(&self, user: &User, extra: ClaimsFor) -> Result<(String, Claims), Failure> {
+    /// A new access token for `user` in `session`, carrying the extra claims `extra` makes.
+    pub fn issue(
+        &self,
+        user: &User,
+        session: &Session,
+        extra: ClaimsFor,
+    ) -> Result<(String, Claims), Failure> {
         let made = self
             .tokens
-            .issue_with(&subject(user), |claims| extra(user, claims));
+            .issue_in(&subject(user), session, |claims| extra(user, claims));
         made.map_err(|e| {
             tracing::error!(error = %e, "signing failed");
             Failure::unavailable()
@@ -207,12 +212,16 @@ impl Core {
         family: Option<String>,
         extra: ClaimsFor,
     ) -> Result<TokenPair, Failure> {
-        let (token, claims) = self.issue(user, extra)?;
+        let family = family.unwrap_or_else(secret::new_family);
+        let session = Session {
+            sid: Some(family.clone()),
+        };
+        let (token, claims) = self.issue(user, &session, extra)?;
         let (refresh_token, hash) = secret::new_secret();
         let refresh_expires_at = unix_now() + self.settings.refresh_ttl.as_secs() as i64;
         let record = RefreshRecord {
             user_id: user.id.clone(),
-            family: family.unwrap_or_else(secret::new_family),
+            family,
             expires_at: refresh_expires_at,
         };
         self.sessions.insert(&hash, &record).await?;

@@ -36,6 +36,9 @@ pub struct Claims {
     pub staff: bool,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The session (refresh-token family) the token was issued in; the same through rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// Claims an adapter adds beside these (a dialect's, SPEC §11): signed with the token but
     /// never read back by verification, which needs none of them. A name of a claim above is
     /// never overridden by an extra one.
@@ -68,6 +71,13 @@ pub struct Subject {
     pub verified: bool,
     pub staff: bool,
     pub roles: Vec<String>,
+}
+
+/// The session a token is issued in, beside who it is for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Session {
+    /// The refresh-token family (the `sid` claim).
+    pub sid: Option<String>,
 }
 
 /// Why a token was refused. `reason()` is a stable label (metrics, logs); `to_string()` the
@@ -195,6 +205,16 @@ impl TokenService {
         subject: &Subject,
         extra: impl FnOnce(&Claims) -> ExtraClaims,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        self.issue_in(subject, &Session::default(), extra)
+    }
+
+    /// Issues an access token for `subject` in `session`, with the claims `extra` makes.
+    pub fn issue_in(
+        &self,
+        subject: &Subject,
+        session: &Session,
+        extra: impl FnOnce(&Claims) -> ExtraClaims,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let now = unix_now();
         let mut claims = Claims {
             iss: self.issuer.clone(),
@@ -209,6 +229,7 @@ impl TokenService {
             verified: subject.verified,
             staff: subject.staff,
             roles: subject.roles.clone(),
+            sid: session.sid.clone(),
             extra: ExtraClaims::new(),
         };
         claims.extra = extra(&claims);
@@ -388,5 +409,24 @@ mod tests {
         );
         let (plain, _) = tokens.issue(&subject).unwrap();
         assert!(decoded_claims(&plain).unwrap().get("origIat").is_none());
+        assert!(decoded_claims(&plain).unwrap().get("sid").is_none());
+    }
+
+    #[test]
+    fn tokens_of_a_session_carry_its_sid() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Arc::new(KeyRing::open_or_init(dir.path(), 2048).unwrap());
+        let second = std::time::Duration::from_secs(1);
+        let tokens = TokenService::new(keys, "iss", None, 60 * second, second);
+        let session = Session {
+            sid: Some("f1".into()),
+        };
+        let (token, _) = tokens
+            .issue_in(&Subject::default(), &session, |_| ExtraClaims::new())
+            .unwrap();
+        assert_eq!(decoded_claims(&token).unwrap()["sid"], "f1");
+        let verified = tokens.verify_uncached(&token).unwrap();
+        assert_eq!(verified.sid.as_deref(), Some("f1"));
+
     }
 }
