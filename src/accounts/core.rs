@@ -16,7 +16,7 @@ use super::storage::{ApiKeyStore, RateLimiter, RefreshRecord, RefreshStore, User
 use super::{ClaimsFor, Links, Settings, TokenPair};
 use crate::config::Rate;
 use crate::email::{EmailKind, Mailer};
-use crate::jwt::{unix_now, Claims, Session, Subject, TokenService};
+use crate::jwt::{unix_now, Claims, Session, Subject, TokenService, AMR_PASSWORD};
 
 pub(super) struct Core {
     pub users: Arc<dyn UserStore>,
@@ -205,16 +205,24 @@ impl Core {
         })
     }
 
-    /// A new access token and refresh token; the refresh token joins `family` or starts one.
+    /// A new access token and refresh token; the refresh token joins `family` or starts one
+    /// whose login proved itself by `amr` (a password when empty).
     pub async fn pair(
         &self,
         user: &User,
         family: Option<String>,
+        amr: Vec<String>,
         extra: ClaimsFor,
     ) -> Result<TokenPair, Failure> {
         let family = family.unwrap_or_else(secret::new_family);
+        let amr = if amr.is_empty() {
+            vec![AMR_PASSWORD.to_string()]
+        } else {
+            amr
+        };
         let session = Session {
             sid: Some(family.clone()),
+            amr: amr.clone(),
         };
         let (token, claims) = self.issue(user, &session, extra)?;
         let (refresh_token, hash) = secret::new_secret();
@@ -223,6 +231,7 @@ impl Core {
             user_id: user.id.clone(),
             family,
             expires_at: refresh_expires_at,
+            amr,
         };
         self.sessions.insert(&hash, &record).await?;
         Ok(TokenPair {

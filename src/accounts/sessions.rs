@@ -87,7 +87,7 @@ impl Sessions {
             user.password_hash = Some(core.hasher.hash(request.password).await?);
         }
         core.users.update(&user).await?;
-        let tokens = core.pair(&user, None, self.claims).await?;
+        let tokens = core.pair(&user, None, Vec::new(), self.claims).await?;
         Ok(LoggedIn {
             user,
             tokens,
@@ -119,7 +119,9 @@ impl Sessions {
                 return Err(invalid_refresh());
             }
         };
-        let pair = core.pair(&user, Some(record.family), self.claims).await?;
+        let pair = core
+            .pair(&user, Some(record.family), record.amr, self.claims)
+            .await?;
         Ok((user, pair))
     }
 

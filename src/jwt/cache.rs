@@ -79,6 +79,7 @@ mod tests {
             staff: false,
             roles: vec![],
             sid: None,
+            amr: vec![],
             extra: Default::default(),
         })
     }
