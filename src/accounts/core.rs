@@ -178,6 +178,7 @@ impl Core {
             last_login: None,
             security_stamp: new_stamp(),
             serial: None,
+            totp: None,
         }
     }
 
@@ -245,6 +246,18 @@ impl Core {
     /// Ends every session of a user.
     pub async fn end_sessions(&self, user_id: &str) -> Result<(), Failure> {
         Ok(self.sessions.revoke_user(user_id).await?)
+    }
+
+    /// Ends every session of a user but `keep` (the caller's own); all of them without one.
+    pub async fn end_other_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<(), Failure> {
+        match keep {
+            Some(family) => Ok(self.sessions.revoke_user_except(user_id, family).await?),
+            None => self.end_sessions(user_id).await,
+        }
     }
 
     /// The caller's account, when it exists and is active.

@@ -26,6 +26,7 @@ pub mod secret;
 pub mod sessions;
 pub mod staff;
 pub mod storage;
+pub mod totp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +41,7 @@ pub use api_keys::{ApiKeys, API_KEY_PREFIX};
 pub use directory::{Directory, Order, PublicFilter, PublicUser};
 pub use email_token::{EmailTokens, Purpose, TokenError};
 pub use error::{Code, Failure, Field, Problem};
-pub use model::{ApiKey, User};
+pub use model::{ApiKey, TotpState, User};
 pub use password::{Argon2Settings, Hasher};
 pub use policy::PasswordPolicy;
 pub use profile::{Profile, ProfileUpdate};
@@ -50,6 +51,7 @@ pub use secondary_email::SecondaryEmail;
 pub use sessions::{LoggedIn, LoginRequest, Sessions};
 pub use staff::{Staff, UserFilter};
 use storage::{ApiKeyStore, RateLimiter, RefreshStore, UserStore};
+pub use totp::{Enrolment, Totp};
 
 /// The account settings, from `[accounts]` and friends.
 #[derive(Debug, Clone)]
@@ -135,6 +137,7 @@ pub struct Accounts {
     pub api_keys: ApiKeys,
     pub staff: Staff,
     pub directory: Directory,
+    pub totp: Totp,
     core: Arc<core::Core>,
 }
 
@@ -167,6 +170,7 @@ impl Accounts {
             api_keys: ApiKeys::new(core.clone()),
             staff: Staff::new(core.clone()),
             directory: Directory::new(core.clone()),
+            totp: Totp::new(core.clone()),
             core,
         }
     }

@@ -22,4 +22,5 @@ mod recovery;
 mod secondary_email;
 mod sessions;
 mod staff;
+mod totp;
 mod verifier;

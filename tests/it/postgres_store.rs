@@ -35,6 +35,7 @@ fn user(id: &str, email: &str, username: Option<&str>) -> User {
         last_login: None,
         security_stamp: "s".into(),
         serial: None,
+        totp: None,
     }
 }
 

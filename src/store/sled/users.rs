@@ -269,6 +269,7 @@ mod tests {
             last_login: None,
             security_stamp: "s".into(),
             serial: None,
+            totp: None,
         }
     }
 
