@@ -1,7 +1,7 @@
 //! Two-factor authentication through HTTP (SPEC §14): enrolment, logins with and without a
-//! code, replay, skew, recovery codes, rate limits, sessions ended, bad codes, the dialects,
-//! and the secret at rest. The codes are computed here from the secret the server gave, by
-//! this file's own RFC 6238.
+//! code, replay, skew, recovery codes, rate limits, sessions ended, `require_mfa` routes, bad
+//! codes, the dialects, and the secret at rest. The codes are computed here from the secret
+//! the server gave, by this file's own RFC 6238.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -399,6 +399,67 @@ async fn codes_cannot_be_set_up_without_a_verified_login() {
     let refused = s.gql(SETUP, json!({}), Some(&forged)).await;
     assert_eq!(code(&refused["data"]["totpSetup"]), "unauthenticated");
     assert!(!s.totp_enabled(&token).await);
+}
+
+#[tokio::test]
+async fn require_mfa_routes_take_only_tokens_of_a_second_factor() {
+    let routes = "[[routes]]\nprefix = \"/api\"\nupstream = \"{upstream}\"\n\n\
+                  [[routes]]\nprefix = \"/admin\"\nupstream = \"{upstream}\"\nrequire_mfa = true\n";
+    let Some(s) = setup(Backend::Sled, &[], routes).await else {
+        return;
+    };
+    let (password_only, _) = s.session(None).await;
+    let key = s
+        .gql(
+            "mutation { createApiKey(name: \"ci\") { success key } }",
+            json!({}),
+            Some(&password_only),
+        )
+        .await["data"]["createApiKey"]["key"]
+        .clone();
+    let key = text(&key);
+    let (secret, _) = s.enrol(&password_only).await;
+    let step = step_with(3).await;
+    let (with_otp, _) = s.session(Some(&code_at(&secret, step + 1))).await;
+
+    let get = |path: &str, header: Option<(&str, String)>| {
+        let mut req = client().get(s.gate.url(path));
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
+        req.send()
+    };
+    let refused = get("/admin/x", Some(("authorization", bearer(&password_only))))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "mfa_required", "{body}");
+    for header in [
+        ("x-api-key", key.clone()),
+        ("authorization", format!("Token {key}")),
+    ] {
+        let refused = get("/admin/x", Some(header)).await.unwrap();
+        assert_eq!(refused.status(), 403);
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], "mfa_required");
+    }
+    let none = get("/admin/x", None).await.unwrap();
+    assert_eq!(none.status(), 401);
+    let passed = get("/admin/x", Some(("authorization", bearer(&with_otp))))
+        .await
+        .unwrap();
+    assert_eq!(passed.status(), 200);
+    let doc: Value = passed.json().await.unwrap();
+    assert_eq!(doc["path"], "/admin/x");
+    // Other routes take both kinds of token, and the key.
+    for header in [
+        ("authorization", bearer(&password_only)),
+        ("authorization", bearer(&with_otp)),
+        ("x-api-key", key.clone()),
+    ] {
+        assert_eq!(get("/api/x", Some(header)).await.unwrap().status(), 200);
+    }
 }
 
 /// Every byte under `dir`.
