@@ -295,7 +295,7 @@ suite!(enrol_confirm_and_log_in_with_codes, |backend| {
     assert_eq!(refreshed["payload"]["amr"], json!(["pwd", "otp"]));
 
     // A recovery code works once, however it is typed.
-    let (by_recovery, _) = s.session(Some(&recovery[0])).await;
+    let (by_recovery, by_recovery_refresh) = s.session(Some(&recovery[0])).await;
     assert_eq!(amr(&by_recovery), json!(["pwd", "otp"]));
     assert_eq!(
         code(&s.login(PASSWORD, Some(&recovery[0])).await),
@@ -338,6 +338,12 @@ suite!(enrol_confirm_and_log_in_with_codes, |backend| {
         code(&s.refresh(&text(&refreshed["refreshToken"])).await),
         "invalid_token"
     );
+    let goes_on = s.refresh(&by_recovery_refresh).await;
+    assert_eq!(
+        goes_on["success"], true,
+        "the caller's session goes on: {goes_on}"
+    );
+    assert_eq!(amr(&text(&goes_on["token"])), json!(["pwd", "otp"]));
 
     // Off again: the password alone logs in, and a code sent along is ignored.
     let plain = s.login(PASSWORD, None).await;
