@@ -78,7 +78,7 @@ fn the_tests_own_totp_is_rfc_6238() {
 struct Setup {
     gate: Authgate,
     _sink: SmtpSink,
-    _backend: BackendServer,
+    backend: BackendServer,
 }
 
 /// A gateway on `backend` with a verified `ada@example.com`; `None` when the leg is skipped.
@@ -107,7 +107,7 @@ async fn setup(backend: Backend, env: &[(&str, &str)], routes: &str) -> Option<S
     Some(Setup {
         gate,
         _sink: sink,
-        _backend: backend,
+        backend,
     })
 }
 
@@ -633,4 +633,103 @@ async fn dialects_serve_totp_and_take_otp_where_the_password_goes() {
         "{}",
         done.text
     );
+}
+
+/// A refresh token as stored before families kept their amr: plain text and its hash.
+fn old_token() -> (String, String) {
+    let token = "a-refresh-token-stored-before-families-kept-their-amr".to_string();
+    let hash = authgate::accounts::secret::hash(&token);
+    (token, hash)
+}
+
+/// What refreshing a token of an old family gives: a pair of a password login, same family.
+async fn refreshes_as_a_password_login(s: &Setup, token: &str) {
+    let refreshed = s.refresh(token).await;
+    assert_eq!(refreshed["success"], true, "{refreshed}");
+    let claims = authgate::jwt::decoded_claims(&text(&refreshed["token"])).unwrap();
+    assert_eq!(claims["amr"], json!(["pwd"]));
+    assert_eq!(claims["sid"], "oldfamily");
+    let next = s.refresh(&text(&refreshed["refreshToken"])).await;
+    assert_eq!(next["success"], true, "{next}");
+}
+
+#[tokio::test]
+async fn families_stored_before_amr_was_kept_refresh_as_password_logins_in_sled() {
+    let Some(s) = setup(Backend::Sled, &[], API_ROUTE).await else {
+        return;
+    };
+    let token = s.session(None).await.0;
+    let me = s.gql("{ me { id } }", json!({}), Some(&token)).await;
+    let user_id = text(&me["data"]["me"]["id"]);
+    let (old, hash) = old_token();
+    let Setup {
+        gate,
+        _sink,
+        backend,
+    } = s;
+    let dir = gate.kill();
+    {
+        let db = sled::open(dir.path().join("data")).unwrap();
+        let record = json!({"record": {"user_id": user_id, "family": "oldfamily",
+            "expires_at": now() + 3600}, "used": false});
+        db.open_tree("refresh_tokens")
+            .unwrap()
+            .insert(hash.as_bytes(), record.to_string().as_bytes())
+            .unwrap();
+        db.open_tree("refresh_families")
+            .unwrap()
+            .insert("oldfamily", json!([hash]).to_string().as_bytes())
+            .unwrap();
+        db.open_tree("refresh_users")
+            .unwrap()
+            .insert(
+                user_id.as_bytes(),
+                json!(["oldfamily"]).to_string().as_bytes(),
+            )
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let gate = Authgate::builder().dir(dir).start(None).await;
+    let s = Setup {
+        gate,
+        _sink,
+        backend,
+    };
+    refreshes_as_a_password_login(&s, &old).await;
+}
+
+#[tokio::test]
+async fn families_stored_before_amr_was_kept_refresh_as_password_logins_in_redis() {
+    let Some(s) = setup(Backend::Redis, &[], API_ROUTE).await else {
+        return;
+    };
+    let token = s.session(None).await.0;
+    let me = s.gql("{ me { id } }", json!({}), Some(&token)).await;
+    let user_id = text(&me["data"]["me"]["id"]);
+    let (old, hash) = old_token();
+    let BackendServer::Redis(redis) = &s.backend else {
+        panic!("a redis backend");
+    };
+    let mut conn = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let expires = (now() + 3600).to_string();
+    let key = format!("authgate:rt:{hash}");
+    let _: () = ::redis::cmd("HSET")
+        .arg(&key)
+        .arg(&["u", &user_id, "f", "oldfamily", "x", &expires, "s", "a"][..])
+        .query(&mut conn)
+        .unwrap();
+    let _: () = ::redis::cmd("SADD")
+        .arg("authgate:rf:oldfamily")
+        .arg(&hash)
+        .query(&mut conn)
+        .unwrap();
+    let _: () = ::redis::cmd("SADD")
+        .arg(format!("authgate:ru:{user_id}"))
+        .arg("oldfamily")
+        .query(&mut conn)
+        .unwrap();
+    refreshes_as_a_password_login(&s, &old).await;
 }
