@@ -372,6 +372,35 @@ suite!(otp_attempts_count_against_the_login_limit, |backend| {
     assert!(limited["token"].is_null());
 });
 
+suite!(a_code_sent_by_many_at_once_logs_in_one, |backend| {
+    let Some(mut s) = setup(backend, &[], API_ROUTE).await else {
+        return;
+    };
+    let token = s.session(None).await.0;
+    let (secret, recovery) = s.enrol(&token).await;
+    let step = step_with(8).await;
+    for typed in [code_at(&secret, step + 1), recovery[0].clone()] {
+        let answers =
+            futures_util::future::join_all((0..8).map(|_| s.login(PASSWORD, Some(&typed)))).await;
+        let won = answers.iter().filter(|a| a["success"] == true).count();
+        assert_eq!(won, 1, "{answers:?}");
+        for lost in answers.iter().filter(|a| a["success"] != true) {
+            assert_eq!(code(lost), "invalid_otp", "{lost}");
+        }
+    }
+    // The store gone: a clear refusal, no tokens, never a 500.
+    if let Some(redis) = s.backend.redis() {
+        redis.stop();
+        let down = s.login(PASSWORD, Some(&recovery[1])).await;
+        assert_eq!(code(&down), "service_unavailable", "{down}");
+        assert!(down["token"].is_null());
+        s.backend.redis().unwrap().restart();
+        let back = s.login(PASSWORD, Some(&recovery[1])).await;
+        assert_eq!(back["success"], true, "{back}");
+        s.gate.assert_healthy().await;
+    }
+});
+
 #[tokio::test]
 async fn codes_cannot_be_set_up_without_a_verified_login() {
     let Some(s) = setup(Backend::Sled, &[], API_ROUTE).await else {
