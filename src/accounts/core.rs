@@ -31,6 +31,9 @@ pub(super) struct Core {
     pub tokens: Arc<TokenService>,
     pub settings: Settings,
     pub key_cache: super::key_cache::KeyCache,
+    /// Held while a second factor is checked and spent, so that two logins of this process
+    /// never both read an account's TOTP state before either has stored its change.
+    pub second_factor: tokio::sync::Mutex<()>,
 }
 
 pub(super) fn new_stamp() -> String {

@@ -156,6 +156,7 @@ impl Accounts {
             tokens: parts.tokens,
             settings: parts.settings,
             key_cache: Default::default(),
+            second_factor: Default::default(),
         });
         Accounts::over(core, no_extra_claims)
     }

@@ -4,9 +4,9 @@
 //! `setup` gives a new secret (and its `otpauth://` URL) that changes nothing until `confirm`
 //! proves it with a first code; `disable` takes the password and a code. The secret is kept
 //! sealed for its account ([`super::sealing`]), the recovery codes as their SHA-256. A code is
-//! good once: the last step used is kept per account, and the first use of a step or a
-//! recovery code is also claimed in the rate-limit store, which counts atomically even for
-//! replicas racing on one code.
+//! good once: the last step used is kept per account (read and stored again under one lock
+//! per process), and the first use of a step or a recovery code is also claimed in the
+//! rate-limit store, which counts atomically even for replicas racing on one code.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -186,10 +186,15 @@ fn open_secret(core: &Core, user: &User, state: &TotpState) -> Result<Vec<u8>, F
         })
 }
 
+/// How long a claimed step is remembered in the counting store (fixed windows: a code lives
+/// 90 s, so a window boundary falls within its life in one case out of 40).
+const STEP_CLAIM: Rate = Rate::new(1, 3600);
+/// How long a claimed recovery code is remembered there (the account record forgets it at once).
+const RECOVERY_CLAIM: Rate = Rate::new(1, 86_400);
+
 /// Claims the first use of `what` (a step, a recovery code) in the counting store: of any
-/// number of concurrent uses, one is allowed.
-async fn claim_first_use(core: &Core, what: String) -> Result<(), Failure> {
-    let rate = Rate::new(1, 4 * STEP);
+/// number of concurrent uses, on any replica, one is allowed.
+async fn claim_first_use(core: &Core, what: String, rate: Rate) -> Result<(), Failure> {
     match core.limiter.hit(&what, rate, unix_now()).await {
         Ok(Verdict::Allowed) => Ok(()),
         Ok(Verdict::Limited { .. }) => Err(invalid_otp()),
@@ -201,32 +206,39 @@ async fn claim_first_use(core: &Core, what: String) -> Result<(), Failure> {
 }
 
 /// Checks a second factor of `user`, whose TOTP is on: a one-time code not used before, or a
-/// recovery code, which is spent. Changes `user` (the last step, the codes left); the caller
-/// stores it.
+/// recovery code, which is spent. The account's TOTP state is read afresh and its change (the
+/// last step, the codes left) stored before the next check of this process starts; `user`
+/// gets the new state.
 pub(super) async fn check_second_factor(
     core: &Core,
     user: &mut User,
     typed: &str,
 ) -> Result<(), Failure> {
-    let Some(state) = user.totp.clone().filter(|s| s.enabled) else {
+    let presented = Presented::read(typed).ok_or_else(invalid_otp)?;
+    let _one_at_a_time = core.second_factor.lock().await;
+    let mut fresh = core.users.get(&user.id).await?.ok_or_else(invalid_otp)?;
+    let Some(mut state) = fresh.totp.clone().filter(|s| s.enabled) else {
         return Err(invalid_otp());
     };
-    let mut state = state;
-    match Presented::read(typed).ok_or_else(invalid_otp)? {
+    match presented {
         Presented::OneTime(code) => {
-            let secret = open_secret(core, user, &state)?;
+            let secret = open_secret(core, &fresh, &state)?;
             let step = accepted_step(&secret, &code, unix_now(), state.last_step)
                 .ok_or_else(invalid_otp)?;
-            claim_first_use(core, format!("totp-step:{}:{step}", user.id)).await?;
+            let what = format!("totp-step:{}:{step}", fresh.id);
+            claim_first_use(core, what, STEP_CLAIM).await?;
             state.last_step = step;
         }
         Presented::Recovery(plain) => {
             let index = recovery_index(&state.recovery_codes, &plain).ok_or_else(invalid_otp)?;
             let hash = state.recovery_codes.remove(index);
-            claim_first_use(core, format!("totp-recovery:{}:{hash}", user.id)).await?;
+            let what = format!("totp-recovery:{}:{hash}", fresh.id);
+            claim_first_use(core, what, RECOVERY_CLAIM).await?;
         }
     }
-    user.totp = Some(state);
+    fresh.totp = Some(state);
+    core.users.update(&fresh).await?;
+    user.totp = fresh.totp;
     Ok(())
 }
 
@@ -295,7 +307,7 @@ impl Totp {
         };
         let secret = open_secret(core, &user, &state)?;
         let step = accepted_step(&secret, &code, unix_now(), 0).ok_or_else(invalid_otp)?;
-        claim_first_use(core, format!("totp-step:{}:{step}", user.id)).await?;
+        claim_first_use(core, format!("totp-step:{}:{step}", user.id), STEP_CLAIM).await?;
         let (codes, hashes) = new_recovery_codes();
         state.enabled = true;
         state.last_step = step;
