@@ -16,7 +16,7 @@ use super::storage::{ApiKeyStore, RateLimiter, RefreshRecord, RefreshStore, User
 use super::{ClaimsFor, Links, Settings, TokenPair};
 use crate::config::Rate;
 use crate::email::{EmailKind, Mailer};
-use crate::jwt::{unix_now, Claims, Subject, TokenService};
+use crate::jwt::{unix_now, Claims, Session, Subject, TokenService, AMR_PASSWORD};
 
 pub(super) struct Core {
     pub users: Arc<dyn UserStore>,
@@ -27,14 +27,15 @@ pub(super) struct Core {
     pub policy: PasswordPolicy,
     pub mailer: Arc<Mailer>,
     pub email_tokens: EmailTokens,
-    // Nothing reads a sealed secret back yet; TOTP seeds and Karrio keys will.
-    #[allow(dead_code)]
     pub sealer: super::sealing::Sealer,
     pub tokens: Arc<TokenService>,
     pub settings: Settings,
     pub key_cache: super::key_cache::KeyCache,
     /// Standing keys are made and replaced one at a time.
     pub standing_keys: tokio::sync::Mutex<()>,
+    /// Held while a second factor is checked and spent, so that two logins of this process
+    /// never both read an account's TOTP state before either has stored its change.
+    pub second_factor: tokio::sync::Mutex<()>,
 }
 
 pub(super) fn new_stamp() -> String {
@@ -183,6 +184,7 @@ impl Core {
             security_stamp: new_stamp(),
             serial: None,
             standing_key: None,
+            totp: None,
         }
     }
 
@@ -194,31 +196,49 @@ impl Core {
         Ok(())
     }
 
-    /// A new access token for `user`, carrying the extra claims `extra` makes.
-    pub fn issue(&self, user: &User, extra: ClaimsFor) -> Result<(String, Claims), Failure> {
+    /// A new access token for `user` in `session`, carrying the extra claims `extra` makes.
+    pub fn issue(
+        &self,
+        user: &User,
+        session: &Session,
+        extra: ClaimsFor,
+    ) -> Result<(String, Claims), Failure> {
         let made = self
             .tokens
-            .issue_with(&subject(user), |claims| extra(user, claims));
+            .issue_in(&subject(user), session, |claims| extra(user, claims));
         made.map_err(|e| {
             tracing::error!(error = %e, "signing failed");
             Failure::unavailable()
         })
     }
 
-    /// A new access token and refresh token; the refresh token joins `family` or starts one.
+    /// A new access token and refresh token; the refresh token joins `family` or starts one
+    /// whose login proved itself by `amr` (a password when empty).
     pub async fn pair(
         &self,
         user: &User,
         family: Option<String>,
+        amr: Vec<String>,
         extra: ClaimsFor,
     ) -> Result<TokenPair, Failure> {
-        let (token, claims) = self.issue(user, extra)?;
+        let family = family.unwrap_or_else(secret::new_family);
+        let amr = if amr.is_empty() {
+            vec![AMR_PASSWORD.to_string()]
+        } else {
+            amr
+        };
+        let session = Session {
+            sid: Some(family.clone()),
+            amr: amr.clone(),
+        };
+        let (token, claims) = self.issue(user, &session, extra)?;
         let (refresh_token, hash) = secret::new_secret();
         let refresh_expires_at = unix_now() + self.settings.refresh_ttl.as_secs() as i64;
         let record = RefreshRecord {
             user_id: user.id.clone(),
-            family: family.unwrap_or_else(secret::new_family),
+            family,
             expires_at: refresh_expires_at,
+            amr,
         };
         self.sessions.insert(&hash, &record).await?;
         Ok(TokenPair {
@@ -232,6 +252,18 @@ impl Core {
     /// Ends every session of a user.
     pub async fn end_sessions(&self, user_id: &str) -> Result<(), Failure> {
         Ok(self.sessions.revoke_user(user_id).await?)
+    }
+
+    /// Ends every session of a user but `keep` (the caller's own); all of them without one.
+    pub async fn end_other_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<(), Failure> {
+        match keep {
+            Some(family) => Ok(self.sessions.revoke_user_except(user_id, family).await?),
+            None => self.end_sessions(user_id).await,
+        }
     }
 
     /// The caller's account, when it exists and is active.

@@ -45,6 +45,12 @@ pub enum Code {
     RateLimited,
     Forbidden,
     ServiceUnavailable,
+    /// TOTP is on and no code was given.
+    OtpRequired,
+    /// A one-time or recovery code that is wrong, malformed or used already.
+    InvalidOtp,
+    /// TOTP is already on.
+    TotpEnabled,
 }
 
 impl Code {
@@ -71,6 +77,9 @@ impl Code {
             Code::RateLimited => "rate_limited",
             Code::Forbidden => "forbidden",
             Code::ServiceUnavailable => "service_unavailable",
+            Code::OtpRequired => "otp_required",
+            Code::InvalidOtp => "invalid_otp",
+            Code::TotpEnabled => "totp_enabled",
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod sessions;
 pub mod staff;
 pub mod standing_keys;
 pub mod storage;
+pub mod totp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +43,7 @@ pub use api_keys::{ApiKeys, API_KEY_PREFIX};
 pub use directory::{Directory, Order, PublicFilter, PublicUser};
 pub use email_token::{EmailTokens, Purpose, TokenError};
 pub use error::{Code, Failure, Field, Problem};
-pub use model::{ApiKey, User};
+pub use model::{ApiKey, TotpState, User};
 pub use password::{Argon2Settings, Hasher};
 pub use policy::PasswordPolicy;
 pub use profile::{Profile, ProfileUpdate};
@@ -53,6 +54,7 @@ pub use sessions::{LoggedIn, LoginRequest, Sessions};
 pub use staff::{Staff, UserFilter};
 pub use standing_keys::{ShownKey, StandingKeys};
 use storage::{ApiKeyStore, RateLimiter, RefreshStore, UserStore};
+pub use totp::{Enrolment, Totp};
 
 /// The account settings, from `[accounts]` and friends.
 #[derive(Debug, Clone)]
@@ -139,6 +141,7 @@ pub struct Accounts {
     pub staff: Staff,
     pub directory: Directory,
     pub standing_keys: StandingKeys,
+    pub totp: Totp,
     core: Arc<core::Core>,
 }
 
@@ -158,6 +161,7 @@ impl Accounts {
             settings: parts.settings,
             key_cache: Default::default(),
             standing_keys: Default::default(),
+            second_factor: Default::default(),
         });
         Accounts::over(core, no_extra_claims)
     }
@@ -173,6 +177,7 @@ impl Accounts {
             staff: Staff::new(core.clone()),
             directory: Directory::new(core.clone()),
             standing_keys: StandingKeys::new(core.clone()),
+            totp: Totp::new(core.clone()),
             core,
         }
     }

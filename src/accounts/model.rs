@@ -38,9 +38,33 @@ pub struct User {
     /// The account's standing key (a key its owner may read again), sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standing_key: Option<StandingKey>,
+    /// Two-factor authentication, once set up (pending until confirmed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<TotpState>,
+}
+
+/// An account's TOTP (`accounts::totp`): its secret, sealed, and what makes codes single-use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpState {
+    /// The secret, sealed for this account (`accounts::sealing`); never kept in the clear.
+    pub sealed_secret: String,
+    /// False from setup until a first code confirms it: until then logins ignore it.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The last time step a code was accepted for; no code of it or before is taken again.
+    #[serde(default)]
+    pub last_step: i64,
+    /// The SHA-256 (hex) of each recovery code not used yet.
+    #[serde(default)]
+    pub recovery_codes: Vec<String>,
 }
 
 impl User {
+    /// Whether logins need a second factor.
+    pub fn totp_enabled(&self) -> bool {
+        self.totp.as_ref().is_some_and(|t| t.enabled)
+    }
+
     pub fn full_name(&self) -> String {
         format!("{} {}", self.first_name, self.last_name)
             .trim()

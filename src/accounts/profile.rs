@@ -144,7 +144,7 @@ impl Profile {
         core.apply_new_password(&mut user, new1, new2).await?;
         core.users.update(&user).await?;
         core.end_sessions(&user.id).await?;
-        core.pair(&user, None, self.claims).await
+        core.pair(&user, None, Vec::new(), self.claims).await
     }
 
     /// Archives the account (the next login unarchives it); every session ends.

@@ -108,7 +108,7 @@ impl Registration {
             return Err(failure);
         }
         let tokens = if core.settings.allow_unverified_login {
-            Some(core.pair(&user, None, self.claims).await?)
+            Some(core.pair(&user, None, Vec::new(), self.claims).await?)
         } else {
             None
         };

@@ -9,15 +9,17 @@ use super::error::{Code, Failure};
 use super::model::User;
 use super::secret;
 use super::storage::Consumed;
-use super::{ClaimsFor, TokenPair};
-use crate::jwt::{unix_now, Claims, Rejection};
+use super::{totp, ClaimsFor, TokenPair};
+use crate::jwt::{unix_now, Claims, Rejection, AMR_OTP, AMR_PASSWORD};
 
-/// What `login` takes: one identifier and the password.
+/// What `login` takes: one identifier, the password, and a second factor (a one-time code or
+/// a recovery code) for accounts with TOTP on; ignored for the others.
 #[derive(Debug, Clone, Default)]
 pub struct LoginRequest {
     pub email: Option<String>,
     pub username: Option<String>,
     pub password: String,
+    pub otp: Option<String>,
 }
 
 pub struct LoggedIn {
@@ -79,6 +81,18 @@ impl Sessions {
         if !user.verified && !settings.allow_unverified_login {
             return Err(Failure::not_verified());
         }
+        // The password is right: only now does the second factor answer anything.
+        let mut amr = vec![AMR_PASSWORD.to_string()];
+        if user.totp_enabled() {
+            let Some(otp) = request.otp.as_deref() else {
+                return Err(Failure::general(
+                    Code::OtpRequired,
+                    "A one-time code from the authenticator app, or a recovery code, is needed.",
+                ));
+            };
+            totp::check_second_factor(core, &mut user, otp).await?;
+            amr.push(AMR_OTP.to_string());
+        }
         let unarchiving = user.archived;
         user.archived = false;
         user.last_login = Some(unix_now());
@@ -87,7 +101,7 @@ impl Sessions {
             user.password_hash = Some(core.hasher.hash(request.password).await?);
         }
         core.users.update(&user).await?;
-        let tokens = core.pair(&user, None, self.claims).await?;
+        let tokens = core.pair(&user, None, amr, self.claims).await?;
         Ok(LoggedIn {
             user,
             tokens,
@@ -119,7 +133,9 @@ impl Sessions {
                 return Err(invalid_refresh());
             }
         };
-        let pair = core.pair(&user, Some(record.family), self.claims).await?;
+        let pair = core
+            .pair(&user, Some(record.family), record.amr, self.claims)
+            .await?;
         Ok((user, pair))
     }
 

@@ -70,6 +70,10 @@ pub struct RefreshRecord {
     pub family: String,
     /// Unix seconds.
     pub expires_at: i64,
+    /// How the login that started the family proved itself (the tokens' `amr`); empty for
+    /// families stored before it was kept, which were all started by a password.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
 /// What presenting a refresh token found.
@@ -108,6 +112,8 @@ pub trait RefreshStore: Send + Sync {
     async fn revoke(&self, token_hash: &str) -> Result<Option<RefreshRecord>, SessionError>;
     /// Revokes every family of a user (logout everywhere).
     async fn revoke_user(&self, user_id: &str) -> Result<(), SessionError>;
+    /// Revokes every family of a user but `keep` (the caller's session goes on).
+    async fn revoke_user_except(&self, user_id: &str, keep: &str) -> Result<(), SessionError>;
     async fn ping(&self) -> bool;
 }
 

@@ -145,6 +145,8 @@ pub struct RouteSection {
     pub strip_prefix: bool,
     #[serde(default)]
     pub skip_auth_preflight: bool,
+    #[serde(default)]
+    pub require_mfa: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,6 +191,7 @@ impl Default for FileConfig {
                 roles: vec![],
                 strip_prefix: false,
                 skip_auth_preflight: false,
+                require_mfa: false,
             }],
             dialects: vec![],
         }

@@ -294,6 +294,9 @@ pub struct Route {
     /// CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) pass to
     /// the upstream without credentials.
     pub skip_auth_preflight: bool,
+    /// Only access tokens of a login with a second factor (`amr` has `otp`) pass; API keys
+    /// never do.
+    pub require_mfa: bool,
 }
 
 /// One `[[dialects]]` table: an original's client-facing API under `prefix`.
@@ -633,6 +636,7 @@ fn routes(sections: &[file::RouteSection]) -> Result<Vec<Route>, ConfigError> {
             roles: route.roles.clone(),
             strip_prefix: route.strip_prefix,
             skip_auth_preflight: route.skip_auth_preflight,
+            require_mfa: route.require_mfa,
         });
     }
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.as_str().len()));

@@ -159,6 +159,8 @@ pub enum Cause {
     Unverified,
     /// A `roles` route and none of them.
     InsufficientRole,
+    /// A `require_mfa` route and a token of a login without a second factor, or an API key.
+    MfaRequired,
 }
 
 impl Cause {
@@ -171,6 +173,7 @@ impl Cause {
             Cause::Token(rejection) => rejection.reason(),
             Cause::Unverified => "unverified",
             Cause::InsufficientRole => "insufficient_role",
+            Cause::MfaRequired => "mfa_required",
         }
     }
 }
@@ -211,6 +214,11 @@ impl From<Cause> for Denial {
                 Some("insufficient_role"),
                 "this route requires one of the roles it lists".to_string(),
             ),
+            Cause::MfaRequired => (
+                403,
+                Some("mfa_required"),
+                "this route requires a login with a second factor".to_string(),
+            ),
         };
         Denial {
             cause,
@@ -242,6 +250,7 @@ pub fn authorize(
         return Outcome::Anonymous;
     }
     let denied = |cause: Cause| Outcome::Denied(cause.into());
+    let mut second_factor = false;
     let identity = match found {
         Err(what) => return denied(Cause::BadCredential(what)),
         Ok(Credential::Missing) => {
@@ -255,10 +264,16 @@ pub fn authorize(
             None => return denied(Cause::UnknownApiKey),
         },
         Ok(Credential::Jwt(token)) => match tokens.verify(token) {
-            Ok(claims) => Identity::from_claims(&claims),
+            Ok(claims) => {
+                second_factor = claims.has_second_factor();
+                Identity::from_claims(&claims)
+            }
             Err(rejection) => return denied(Cause::Token(rejection)),
         },
     };
+    if route.require_mfa && !second_factor {
+        return denied(Cause::MfaRequired);
+    }
     if route.require_verified && !identity.verified {
         return denied(Cause::Unverified);
     }
@@ -320,6 +335,15 @@ mod tests {
         .is_err());
         assert!(credential(&headers(&[("x-api-key", "a"), ("x-api-key", "b")])).is_err());
         assert!(credential(&headers(&[("x-api-key", "")])).is_err());
+    }
+
+    #[test]
+    fn a_missing_second_factor_is_a_403_of_its_own() {
+        let denial = Denial::from(Cause::MfaRequired);
+        assert_eq!(
+            (denial.status, denial.error, denial.cause.reason()),
+            (403, Some("mfa_required"), "mfa_required")
+        );
     }
 
     #[test]

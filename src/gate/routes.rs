@@ -42,6 +42,7 @@ mod tests {
             roles: vec![],
             strip_prefix: false,
             skip_auth_preflight: false,
+            require_mfa: false,
         }
     }
 

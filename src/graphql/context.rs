@@ -28,6 +28,12 @@ pub fn caller<'a>(ctx: &Context<'a>) -> Option<&'a str> {
     ctx.data_opt::<Caller>().and_then(|c| c.user_id.as_deref())
 }
 
+/// The session of the caller's token, if any.
+pub fn caller_session<'a>(ctx: &Context<'a>) -> Option<&'a str> {
+    ctx.data_opt::<Caller>()
+        .and_then(|c| c.session_id.as_deref())
+}
+
 pub fn client_ip(ctx: &Context<'_>) -> Option<IpAddr> {
     ctx.data_opt::<Caller>().and_then(|c| c.client_ip)
 }

@@ -14,6 +14,7 @@ mod registration;
 mod secondary_email;
 mod sessions;
 mod staff;
+mod totp;
 pub mod types;
 
 pub use context::REFRESH_COOKIE;
@@ -46,12 +47,15 @@ pub struct Mutation(
     recovery::RecoveryMutation,
     secondary_email::SecondaryEmailMutation,
     api_keys::ApiKeysMutation,
+    totp::TotpMutation,
 );
 
 /// Who is calling: from the request's `Authorization` header, verified by the proxy.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     pub user_id: Option<String>,
+    /// The session (`sid`, the refresh-token family) of the caller's token, if it has one.
+    pub session_id: Option<String>,
     pub client_ip: Option<IpAddr>,
     /// The refresh token from the request's cookie, if any.
     pub refresh_cookie: Option<String>,

@@ -44,11 +44,14 @@ impl SessionsMutation {
         email: Option<String>,
         username: Option<String>,
         password: String,
+        #[graphql(desc = "A one-time code or a recovery code, for accounts with TOTP on.")]
+        otp: Option<String>,
     ) -> Result<TokenAuthPayload> {
         let request = LoginRequest {
             email,
             username,
             password,
+            otp,
         };
         Ok(
             match accounts(ctx)?.sessions.login(request, client_ip(ctx)).await {

@@ -74,6 +74,10 @@ impl UserNode {
     async fn last_login(&self) -> Option<DateTime> {
         self.0.last_login.map(DateTime)
     }
+    /// Whether logins need a second factor (TOTP confirmed).
+    async fn totp_enabled(&self) -> bool {
+        self.0.totp_enabled()
+    }
 }
 
 /// An API key as its owner sees it (never the key itself).

@@ -78,6 +78,8 @@ mod tests {
             verified: true,
             staff: false,
             roles: vec![],
+            sid: None,
+            amr: vec![],
             extra: Default::default(),
         })
     }

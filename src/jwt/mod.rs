@@ -36,6 +36,13 @@ pub struct Claims {
     pub staff: bool,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The session (refresh-token family) the token was issued in; the same through rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// How the login that started the session proved itself (RFC 8176 values): [`AMR_PASSWORD`],
+    /// then [`AMR_OTP`] after a second factor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
     /// Claims an adapter adds beside these (a dialect's, SPEC §11): signed with the token but
     /// never read back by verification, which needs none of them. A name of a claim above is
     /// never overridden by an extra one.
@@ -43,10 +50,20 @@ pub struct Claims {
     pub extra: ExtraClaims,
 }
 
+/// The `amr` of a login by password (RFC 8176).
+pub const AMR_PASSWORD: &str = "pwd";
+/// The `amr` added by a one-time code or a recovery code (RFC 8176).
+pub const AMR_OTP: &str = "otp";
+
 /// Claims beyond the standard ones, by name.
 pub type ExtraClaims = serde_json::Map<String, serde_json::Value>;
 
 impl Claims {
+    /// Whether the login behind this token gave a second factor.
+    pub fn has_second_factor(&self) -> bool {
+        self.amr.iter().any(|method| method == AMR_OTP)
+    }
+
     /// Every claim as the token carries it: the standard ones and the extra ones.
     pub fn to_json(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or_default();
@@ -68,6 +85,15 @@ pub struct Subject {
     pub verified: bool,
     pub staff: bool,
     pub roles: Vec<String>,
+}
+
+/// The session a token is issued in, beside who it is for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Session {
+    /// The refresh-token family (the `sid` claim).
+    pub sid: Option<String>,
+    /// How its login proved itself (the `amr` claim); empty: the claim is left out.
+    pub amr: Vec<String>,
 }
 
 /// Why a token was refused. `reason()` is a stable label (metrics, logs); `to_string()` the
@@ -195,6 +221,16 @@ impl TokenService {
         subject: &Subject,
         extra: impl FnOnce(&Claims) -> ExtraClaims,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        self.issue_in(subject, &Session::default(), extra)
+    }
+
+    /// Issues an access token for `subject` in `session`, with the claims `extra` makes.
+    pub fn issue_in(
+        &self,
+        subject: &Subject,
+        session: &Session,
+        extra: impl FnOnce(&Claims) -> ExtraClaims,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let now = unix_now();
         let mut claims = Claims {
             iss: self.issuer.clone(),
@@ -209,6 +245,8 @@ impl TokenService {
             verified: subject.verified,
             staff: subject.staff,
             roles: subject.roles.clone(),
+            sid: session.sid.clone(),
+            amr: session.amr.clone(),
             extra: ExtraClaims::new(),
         };
         claims.extra = extra(&claims);
@@ -388,5 +426,32 @@ mod tests {
         );
         let (plain, _) = tokens.issue(&subject).unwrap();
         assert!(decoded_claims(&plain).unwrap().get("origIat").is_none());
+        assert!(decoded_claims(&plain).unwrap().get("sid").is_none());
+    }
+
+    #[test]
+    fn tokens_of_a_session_carry_its_sid() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Arc::new(KeyRing::open_or_init(dir.path(), 2048).unwrap());
+        let second = std::time::Duration::from_secs(1);
+        let tokens = TokenService::new(keys, "iss", None, 60 * second, second);
+        let session = Session {
+            sid: Some("f1".into()),
+            amr: vec![AMR_PASSWORD.into(), AMR_OTP.into()],
+        };
+        let (token, _) = tokens
+            .issue_in(&Subject::default(), &session, |_| ExtraClaims::new())
+            .unwrap();
+        assert_eq!(decoded_claims(&token).unwrap()["sid"], "f1");
+        assert_eq!(
+            decoded_claims(&token).unwrap()["amr"],
+            serde_json::json!(["pwd", "otp"])
+        );
+        let verified = tokens.verify_uncached(&token).unwrap();
+        assert_eq!(verified.sid.as_deref(), Some("f1"));
+        assert!(verified.has_second_factor());
+        let (plain, _) = tokens.issue(&Subject::default()).unwrap();
+        assert!(decoded_claims(&plain).unwrap().get("amr").is_none());
+        assert!(!tokens.verify_uncached(&plain).unwrap().has_second_factor());
     }
 }

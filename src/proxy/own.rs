@@ -360,8 +360,10 @@ impl Endpoints {
     /// Who calls: the user of a valid token, the client's address, the refresh cookie `name`.
     fn caller(&self, session: &Session, cookie: &str) -> graphql::Caller {
         let req = session.req_header();
+        let (user_id, session_id) = self.caller_id(req);
         graphql::Caller {
-            user_id: self.caller_id(req),
+            user_id,
+            session_id,
             client_ip: super::forward::client_ip(&self.app.config.server, session),
             refresh_cookie: crate::cookies::read(&req.headers, cookie),
         }
@@ -386,16 +388,14 @@ impl Endpoints {
         }
     }
 
-    /// The user behind a valid `Authorization: Bearer|JWT` token, if any.
-    fn caller_id(&self, req: &pingora::http::RequestHeader) -> Option<String> {
+    /// The user behind a valid `Authorization: Bearer|JWT` token, and its session, if any.
+    fn caller_id(&self, req: &pingora::http::RequestHeader) -> (Option<String>, Option<String>) {
         match crate::gate::credential(&req.headers) {
-            Ok(crate::gate::Credential::Jwt(token)) => self
-                .app
-                .tokens
-                .verify(token)
-                .ok()
-                .map(|claims| claims.sub.clone()),
-            _ => None,
+            Ok(crate::gate::Credential::Jwt(token)) => match self.app.tokens.verify(token) {
+                Ok(claims) => (Some(claims.sub.clone()), claims.sid.clone()),
+                Err(_) => (None, None),
+            },
+            _ => (None, None),
         }
     }
 }

@@ -24,4 +24,5 @@ mod recovery;
 mod secondary_email;
 mod sessions;
 mod staff;
+mod totp;
 mod verifier;

@@ -36,6 +36,7 @@ fn user(id: &str, email: &str, username: Option<&str>) -> User {
         security_stamp: "s".into(),
         serial: None,
         standing_key: None,
+        totp: None,
     }
 }
 
@@ -56,6 +57,7 @@ fn refresh(user_id: &str, family: &str, expires_at: i64) -> RefreshRecord {
         user_id: user_id.into(),
         family: family.into(),
         expires_at,
+        amr: vec![],
     }
 }
 
@@ -416,6 +418,49 @@ async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family() {
     assert_eq!(families, ["x2", "z"]);
     assert!(store.sweep(t + 1000 + 86_401).await.unwrap());
     assert_eq!(count(&client, "refresh_families").await, 0);
+}
+
+#[tokio::test]
+async fn families_keep_their_amr_and_one_can_outlive_the_others() {
+    let Some((_, store)) = fresh().await else {
+        return;
+    };
+    let t = now();
+    let with_otp = RefreshRecord {
+        amr: vec!["pwd".into(), "otp".into()],
+        ..refresh("u", "kept", t + 100)
+    };
+    store.insert("k1", &with_otp).await.unwrap();
+    store
+        .insert("o1", &refresh("u", "other", t + 100))
+        .await
+        .unwrap();
+    store
+        .insert("w1", &refresh("w", "someone", t + 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.consume("k1", t).await.unwrap(),
+        Consumed::Rotated(with_otp.clone())
+    );
+    store.insert("k2", &with_otp).await.unwrap();
+    store.revoke_user_except("u", "kept").await.unwrap();
+    assert_eq!(store.consume("o1", t).await.unwrap(), Consumed::Invalid);
+    assert_eq!(
+        store.consume("k2", t).await.unwrap(),
+        Consumed::Rotated(with_otp.clone())
+    );
+    assert!(matches!(
+        store.consume("w1", t).await.unwrap(),
+        Consumed::Rotated(_)
+    ));
+    // Reuse reports the family's amr too, and a revoked family takes no new token.
+    assert_eq!(
+        store.consume("k2", t).await.unwrap(),
+        Consumed::Reused(with_otp.clone())
+    );
+    store.insert("k3", &with_otp).await.unwrap();
+    assert_eq!(store.consume("k3", t).await.unwrap(), Consumed::Invalid);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

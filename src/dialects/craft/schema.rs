@@ -352,19 +352,26 @@ impl Auth {
 /// Every password log-in of this dialect goes through here: the account services check the
 /// identifier (an email, or else a username, as the plugin's `email` argument takes both) and
 /// the password, and the answer is the plugin's `Auth`, the refresh cookie set. A login that
-/// still owes a second factor is to answer `Auth` with `requiresTwoFactor: true` and no
-/// tokens, from one more arm below, once accounts have one.
-async fn log_in(ctx: &Context<'_>, identifier: String, password: String) -> Result<Auth, Failure> {
+/// still owes a second factor (TOTP on, no `otp` given; SPEC §14) answers `Auth` with
+/// `requiresTwoFactor: true` and nothing else: no user, no tokens.
+async fn log_in(
+    ctx: &Context<'_>,
+    identifier: String,
+    password: String,
+    otp: Option<String>,
+) -> Result<Auth, Failure> {
     let request = if identifier.contains('@') {
         LoginRequest {
             email: Some(identifier),
             password,
+            otp,
             ..Default::default()
         }
     } else {
         LoginRequest {
             username: Some(identifier),
             password,
+            otp,
             ..Default::default()
         }
     };
@@ -374,6 +381,15 @@ async fn log_in(ctx: &Context<'_>, identifier: String, password: String) -> Resu
             set_cookie(ctx, Some(&done.tokens));
             Ok(Auth::of(done.user, Some(&done.tokens), false))
         }
+        Err(failure) if failure.codes().contains(&Code::OtpRequired) => Ok(Auth {
+            user: None,
+            schema: Some(SCHEMA_NAME.to_string()),
+            jwt: None,
+            jwt_expires_at: None,
+            refresh_token: None,
+            refresh_token_expires_at: None,
+            requires_two_factor: Some(true),
+        }),
         Err(failure) => Err(failure),
     }
 }
@@ -403,8 +419,10 @@ impl Mutation {
         ctx: &Context<'_>,
         email: String,
         password: String,
+        #[graphql(desc = "A current TOTP code or a recovery code, for accounts with TOTP on.")]
+        otp: Option<String>,
     ) -> async_graphql::Result<Auth> {
-        log_in(ctx, email, password).await.map_err(failed)
+        log_in(ctx, email, password, otp).await.map_err(failed)
     }
 
     /// Creates an account and mails its activation link; tokens when unverified accounts may

@@ -34,6 +34,8 @@ pub(super) enum OutTy {
     Bool,
     /// graphene's `GenericScalar` (the JWT claims).
     Generic,
+    /// A list of strings (`[String!]`).
+    StrList,
     User,
     ApiKey,
 }
@@ -66,6 +68,11 @@ impl Call {
         self.caller.user_id.as_deref()
     }
 
+    /// The session of the caller's token.
+    fn session(&self) -> Option<&str> {
+        self.caller.session_id.as_deref()
+    }
+
     /// The refresh token of the argument, or else of the cookie.
     fn refresh_token(&self) -> Option<String> {
         self.opt("refreshToken")
@@ -77,7 +84,7 @@ impl Call {
 /// A value of a payload field.
 pub(crate) enum Out {
     Json(serde_json::Value),
-    User(User),
+    User(Box<User>),
     ApiKey(ApiKey),
 }
 
@@ -278,7 +285,12 @@ pub(super) const OPS: &[Op] = &[
     Op {
         field: "tokenAuth",
         base: "ObtainJSONWebToken",
-        args: &[("email", OS), ("username", OS), ("password", S)],
+        args: &[
+            ("email", OS),
+            ("username", OS),
+            ("password", S),
+            ("otp", OS),
+        ],
         outputs: &[
             ("token", O::Str),
             ("refreshToken", O::Str),
@@ -332,6 +344,27 @@ pub(super) const OPS: &[Op] = &[
         args: &[("id", ID)],
         outputs: &[],
         run: run!(revoke_api_key),
+    },
+    Op {
+        field: "totpSetup",
+        base: "TotpSetup",
+        args: &[],
+        outputs: &[("secret", O::Str), ("otpauthUrl", O::Str)],
+        run: run!(totp_setup),
+    },
+    Op {
+        field: "totpConfirm",
+        base: "TotpConfirm",
+        args: &[("code", S)],
+        outputs: &[("recoveryCodes", O::StrList)],
+        run: run!(totp_confirm),
+    },
+    Op {
+        field: "totpDisable",
+        base: "TotpDisable",
+        args: &[("password", S), ("code", S)],
+        outputs: &[],
+        run: run!(totp_disable),
     },
 ];
 
@@ -437,7 +470,7 @@ async fn update_account(c: Call) -> Payload {
         username: c.opt("username"),
     };
     match c.state.accounts.profile.update(c.user_id(), update).await {
-        Ok(user) => Payload::done().with("user", Out::User(user)),
+        Ok(user) => Payload::done().with("user", Out::User(Box::new(user))),
         Err(failure) => Payload::failed(failure, ARGS),
     }
 }
@@ -513,6 +546,7 @@ async fn token_auth(c: Call) -> Payload {
         email: c.opt("email"),
         username: c.opt("username"),
         password: c.get("password"),
+        otp: c.opt("otp"),
     };
     match c
         .state
@@ -523,7 +557,7 @@ async fn token_auth(c: Call) -> Payload {
     {
         Ok(done) => Payload::done()
             .json("unarchiving", done.unarchiving)
-            .with("user", Out::User(done.user))
+            .with("user", Out::User(Box::new(done.user)))
             .tokens(done.tokens),
         Err(failure) => Payload::failed(failure, ARGS).json("unarchiving", false),
     }
@@ -588,6 +622,47 @@ async fn create_api_key(c: Call) -> Payload {
             .with("apiKey", Out::ApiKey(record)),
         Err(failure) => Payload::failed(failure, ARGS),
     }
+}
+
+async fn totp_setup(c: Call) -> Payload {
+    let s = &c.state;
+    match s.accounts.totp.setup(c.user_id(), s.links.as_ref()).await {
+        Ok(enrolment) => Payload::done()
+            .json("secret", enrolment.secret)
+            .json("otpauthUrl", enrolment.otpauth_url),
+        Err(failure) => Payload::failed(failure, ARGS),
+    }
+}
+
+async fn totp_confirm(c: Call) -> Payload {
+    let code = c.get("code");
+    let confirmed = c
+        .state
+        .accounts
+        .totp
+        .confirm(c.user_id(), c.session(), &code, c.caller.client_ip)
+        .await;
+    match confirmed {
+        Ok(codes) => Payload::done().json("recoveryCodes", codes),
+        Err(failure) => Payload::failed(failure, ARGS),
+    }
+}
+
+async fn totp_disable(c: Call) -> Payload {
+    let code = c.get("code");
+    let result = c
+        .state
+        .accounts
+        .totp
+        .disable(
+            c.user_id(),
+            c.session(),
+            c.get("password"),
+            &code,
+            c.caller.client_ip,
+        )
+        .await;
+    Payload::of(result)
 }
 
 async fn revoke_api_key(c: Call) -> Payload {

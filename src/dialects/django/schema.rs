@@ -122,6 +122,9 @@ fn user_node() -> Object {
         .field(field_of::<User>("isStaff", b(), |u| u.is_staff.into()))
         .field(field_of::<User>("verified", b(), |u| u.verified.into()))
         .field(field_of::<User>("archived", b(), |u| u.archived.into()))
+        .field(field_of::<User>("totpEnabled", b(), |u| {
+            u.totp_enabled().into()
+        }))
         .field(field_of::<User>("secondaryEmail", s, |u| {
             text(u.secondary_email.as_deref())
         }))
@@ -459,6 +462,7 @@ fn arg_type(ty: Ty) -> TypeRef {
 
 fn out_type(ty: OutTy) -> TypeRef {
     TypeRef::named(match ty {
+        OutTy::StrList => return TypeRef::named_nn_list(TypeRef::STRING),
         OutTy::Str => TypeRef::STRING,
         OutTy::Int => TypeRef::INT,
         OutTy::Bool => TypeRef::BOOLEAN,
@@ -647,6 +651,7 @@ mod tests {
             security_stamp: String::new(),
             serial: Some(5),
             standing_key: None,
+            totp: None,
         };
         assert_eq!(global_id(&user), "VXNlck5vZGU6NQ==");
         assert!(matches!(user_ref("VXNlck5vZGU6NQ=="), UserRef::Serial(5)));

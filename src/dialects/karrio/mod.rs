@@ -75,8 +75,7 @@ fn claims(_: &User, claims: &Claims) -> ExtraClaims {
 }
 
 /// The login of the REST token endpoint, in one place. `otp` is the second factor's code
-/// where the client sends one beside the password (SPEC §14); accounts take it here once
-/// they have TOTP.
+/// where the client sends one beside the password (SPEC §14).
 pub(crate) async fn login(
     state: &State,
     email: String,
@@ -84,11 +83,11 @@ pub(crate) async fn login(
     otp: Option<String>,
     caller: &Caller,
 ) -> Result<LoggedIn, Failure> {
-    let _ = otp;
     let request = LoginRequest {
         email: Some(email),
         username: None,
         password,
+        otp,
     };
     state
         .accounts

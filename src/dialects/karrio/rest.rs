@@ -57,6 +57,21 @@ fn own_refusal(failure: &Failure) -> Option<Reply> {
     }
 }
 
+/// A login owed or refused its second factor (SPEC §14; the original has none): `401` with
+/// authgate's code, told only after the password was right.
+fn second_factor(failure: &Failure) -> Option<Reply> {
+    match failure.problems().first()?.code {
+        Code::OtpRequired => Some(errors(
+            401,
+            "otp_required",
+            "A one-time code from the authenticator app is required",
+            None,
+        )),
+        Code::InvalidOtp => Some(errors(401, "invalid_otp", "Invalid one-time code", None)),
+        _ => None,
+    }
+}
+
 /// The body's string fields `names` (each required), or the `400` that says what is wrong.
 fn fields<const N: usize>(body: &[u8], names: [&str; N]) -> Result<[String; N], Reply> {
     let parsed: Result<Map<String, Value>, _> = serde_json::from_slice(body);
@@ -124,16 +139,18 @@ async fn obtain(state: &State, body: &[u8], caller: &Caller) -> Result<Reply, Re
     let otp = optional(body, "otp")?;
     match login(state, email, password, otp, caller).await {
         Ok(done) => Ok(pair(&done.tokens)),
-        Err(failure) => Err(own_refusal(&failure).unwrap_or_else(|| {
-            // Unknown account, wrong password, deactivated or not yet confirmed: the
-            // original answers all of these alike.
-            errors(
-                401,
-                "no_active_account",
-                "No active account found with the given credentials",
-                None,
-            )
-        })),
+        Err(failure) => Err(own_refusal(&failure)
+            .or_else(|| second_factor(&failure))
+            .unwrap_or_else(|| {
+                // Unknown account, wrong password, deactivated or not yet confirmed: the
+                // original answers all of these alike.
+                errors(
+                    401,
+                    "no_active_account",
+                    "No active account found with the given credentials",
+                    None,
+                )
+            })),
     }
 }
 

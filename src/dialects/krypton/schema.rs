@@ -104,6 +104,9 @@ fn failed(failure: Failure) -> async_graphql::Error {
             "Please confirm your email address first.",
         ),
         Code::Forbidden => error("UnauthorizedError", message),
+        // Not in the original, which has no second factor: named in its manner.
+        Code::OtpRequired => error("OtpRequiredError", "A one-time code is required."),
+        Code::InvalidOtp => error("WrongOtpError", "You entered a wrong one-time code."),
         _ => error(
             "UserValidationError",
             failure
@@ -610,18 +613,21 @@ impl Mutation {
     }
 
     /// Starts a session: the token in the answer, the refresh token in the cookie. A session
-    /// whose cookie the client still carries ends first.
+    /// whose cookie the client still carries ends first. `otp`: a one-time code or a recovery
+    /// code, for accounts with TOTP on.
     async fn login(
         &self,
         ctx: &Context<'_>,
         email: String,
         password: String,
+        otp: Option<String>,
     ) -> async_graphql::Result<Option<UserAndToken>> {
         let sessions = &state(ctx).accounts.sessions;
         let request = LoginRequest {
             email: Some(email),
             username: None,
             password,
+            otp,
         };
         let done = sessions
             .login(request, client_ip(ctx))

@@ -28,6 +28,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "user serial",
         sql: include_str!("migrations/0002_user_serial.sql"),
     },
+    Migration {
+        version: 3,
+        name: "refresh amr",
+        sql: include_str!("migrations/0003_refresh_amr.sql"),
+    },
 ];
 
 /// The schema version this binary creates and expects.

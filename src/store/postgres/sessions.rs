@@ -20,6 +20,11 @@ fn record(row: &Row) -> Result<RefreshRecord, Fault> {
         user_id: row.try_get(0)?,
         family: row.try_get(1)?,
         expires_at: row.try_get(2)?,
+        amr: row
+            .try_get::<_, String>(3)?
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
     })
 }
 
@@ -28,15 +33,16 @@ const INSERT: &str = "WITH family AS ( \
          ON CONFLICT (family) DO UPDATE \
          SET expires_at = GREATEST(refresh_families.expires_at, EXCLUDED.expires_at) \
          RETURNING revoked) \
-     INSERT INTO refresh_tokens (hash, family, user_id, expires_at) \
-     SELECT $1, $2, $3, $4 FROM family WHERE NOT family.revoked \
+     INSERT INTO refresh_tokens (hash, family, user_id, expires_at, amr) \
+     SELECT $1, $2, $3, $4, $5 FROM family WHERE NOT family.revoked \
      ON CONFLICT (hash) DO NOTHING";
 
 const ROTATE: &str = "UPDATE refresh_tokens SET used = true \
      WHERE hash = $1 AND NOT used AND expires_at >= $2 \
-     RETURNING user_id, family, expires_at";
+     RETURNING user_id, family, expires_at, amr";
 
-const LOOK: &str = "SELECT user_id, family, expires_at, used FROM refresh_tokens WHERE hash = $1";
+const LOOK: &str =
+    "SELECT user_id, family, expires_at, amr, used FROM refresh_tokens WHERE hash = $1";
 
 /// Revokes one family; the family row is locked (and marked) before its tokens are deleted.
 async fn revoke_family(tx: &deadpool_postgres::Transaction<'_>, family: &str) -> Result<(), Fault> {
@@ -64,6 +70,7 @@ impl RefreshStore for PgStore {
                         &record.family,
                         &record.user_id,
                         &record.expires_at,
+                        &record.amr.join(" "),
                     ],
                 )
                 .await?;
@@ -83,7 +90,7 @@ impl RefreshStore for PgStore {
                 return Ok(Consumed::Invalid);
             };
             let found = record(&row)?;
-            let used: bool = row.try_get(3)?;
+            let used: bool = row.try_get(4)?;
             if found.expires_at < now || !used {
                 return Ok(Consumed::Invalid);
             }
@@ -119,6 +126,26 @@ impl RefreshStore for PgStore {
                 "DELETE FROM refresh_tokens WHERE family IN \
                  (SELECT family FROM refresh_families WHERE user_id = $1)",
                 &[&user_id],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })?)
+    }
+
+    async fn revoke_user_except(&self, user_id: &str, keep: &str) -> Result<(), SessionError> {
+        Ok(pg!(self, |client| {
+            let tx = client.transaction().await?;
+            tx.execute(
+                "UPDATE refresh_families SET revoked = true \
+                 WHERE user_id = $1 AND family <> $2 AND NOT revoked",
+                &[&user_id, &keep],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM refresh_tokens WHERE family IN \
+                 (SELECT family FROM refresh_families WHERE user_id = $1 AND family <> $2)",
+                &[&user_id, &keep],
             )
             .await?;
             tx.commit().await?;

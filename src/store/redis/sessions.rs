@@ -1,8 +1,8 @@
 //! Refresh tokens in Redis. Each operation is one Lua script, so rotation and family
 //! revocation are atomic however many replicas share the Redis.
 //!
-//! Keys (prefix `authgate:`): `rt:<hash>` a hash {u: user, f: family, x: expiry, s: a|u}
-//! expiring with the token; `rf:<family>` the set of its token hashes; `ru:<user>` the set of
+//! Keys (prefix `authgate:`): `rt:<hash>` a hash {u: user, f: family, x: expiry, s: a|u,
+//! m: the family's amr, space-separated; absent in tokens stored before it} expiring with the token; `rf:<family>` the set of its token hashes; `ru:<user>` the set of
 //! the user's families. The scripts touch keys they derive, so they need one Redis (not
 //! Redis Cluster).
 
@@ -18,6 +18,7 @@ pub struct RedisSessions {
     consume: Script,
     revoke: Script,
     revoke_user: Script,
+    revoke_user_except: Script,
 }
 
 /// Deletes a family and its tokens; used by the scripts below.
@@ -38,7 +39,7 @@ impl RedisSessions {
             redis,
             insert: Script::new(
                 r#"
-redis.call('HSET', KEYS[1], 'u', ARGV[1], 'f', ARGV[2], 'x', ARGV[3], 's', 'a')
+redis.call('HSET', KEYS[1], 'u', ARGV[1], 'f', ARGV[2], 'x', ARGV[3], 's', 'a', 'm', ARGV[5])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[4])
 redis.call('EXPIREAT', KEYS[2], ARGV[3])
@@ -49,23 +50,23 @@ return 1
             ),
             consume: Script::new(&format!(
                 r#"{REVOKE_FAMILY}
-local v = redis.call('HMGET', KEYS[1], 'u', 'f', 'x', 's')
+local v = redis.call('HMGET', KEYS[1], 'u', 'f', 'x', 's', 'm')
 if not v[1] then return {{'0'}} end
 if tonumber(v[3]) < tonumber(ARGV[1]) then return {{'0'}} end
 if v[4] == 'a' then
   redis.call('HSET', KEYS[1], 's', 'u')
-  return {{'1', v[1], v[2], v[3]}}
+  return {{'1', v[1], v[2], v[3], v[5] or ''}}
 end
 revoke_family(ARGV[2], v[1], v[2])
-return {{'2', v[1], v[2], v[3]}}
+return {{'2', v[1], v[2], v[3], v[5] or ''}}
 "#
             )),
             revoke: Script::new(&format!(
                 r#"{REVOKE_FAMILY}
-local v = redis.call('HMGET', KEYS[1], 'u', 'f', 'x')
+local v = redis.call('HMGET', KEYS[1], 'u', 'f', 'x', 'm')
 if not v[1] then return {{'0'}} end
 revoke_family(ARGV[1], v[1], v[2])
-return {{'1', v[1], v[2], v[3]}}
+return {{'1', v[1], v[2], v[3], v[4] or ''}}
 "#
             )),
             revoke_user: Script::new(&format!(
@@ -77,15 +78,27 @@ redis.call('DEL', KEYS[1])
 return 1
 "#
             )),
+            revoke_user_except: Script::new(&format!(
+                r#"{REVOKE_FAMILY}
+for _, family in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if family ~= ARGV[3] then revoke_family(ARGV[1], ARGV[2], family) end
+end
+return 1
+"#
+            )),
         }
     }
 
     fn record(reply: &[String]) -> Option<RefreshRecord> {
         match reply {
-            [_, user, family, expires, ..] => Some(RefreshRecord {
+            [_, user, family, expires, rest @ ..] => Some(RefreshRecord {
                 user_id: user.clone(),
                 family: family.clone(),
                 expires_at: expires.parse().unwrap_or(0),
+                amr: rest
+                    .first()
+                    .map(|amr| amr.split_whitespace().map(str::to_string).collect())
+                    .unwrap_or_default(),
             }),
             _ => None,
         }
@@ -105,6 +118,7 @@ impl RefreshStore for RedisSessions {
             .arg(&record.family)
             .arg(record.expires_at)
             .arg(token_hash)
+            .arg(record.amr.join(" "))
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err)?;
@@ -149,6 +163,20 @@ impl RefreshStore for RedisSessions {
             .key(format!("{PREFIX}ru:{user_id}"))
             .arg(PREFIX)
             .arg(user_id)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
+    async fn revoke_user_except(&self, user_id: &str, keep: &str) -> Result<(), SessionError> {
+        let mut conn = self.redis.connection().await?;
+        let _: i64 = self
+            .revoke_user_except
+            .key(format!("{PREFIX}ru:{user_id}"))
+            .arg(PREFIX)
+            .arg(user_id)
+            .arg(keep)
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err)?;

@@ -162,6 +162,20 @@ impl RefreshStore for SledSessions {
         self.durable().await
     }
 
+    async fn revoke_user_except(&self, user_id: &str, keep: &str) -> Result<(), SessionError> {
+        (&self.tokens, &self.families, &self.users)
+            .transaction(|(tokens, families, users)| {
+                for family in list(users, user_id)? {
+                    if family != keep {
+                        revoke_family(tokens, families, users, user_id, &family)?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await
+    }
+
     async fn ping(&self) -> bool {
         true
     }

@@ -270,6 +270,7 @@ mod tests {
             security_stamp: "s".into(),
             serial: None,
             standing_key: None,
+            totp: None,
         }
     }
 
