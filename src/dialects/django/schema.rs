@@ -490,7 +490,7 @@ fn payload_field(name: &'static str, ty: TypeRef) -> Field {
                     .find(|(n, _)| *n == name)
                     .map(|(_, out)| match out {
                         Out::Json(value) => FieldValue::value(json(value.clone())),
-                        Out::User(user) => FieldValue::borrowed_any(user),
+                        Out::User(user) => FieldValue::borrowed_any(&**user),
                         Out::ApiKey(key) => FieldValue::borrowed_any(key),
                     }),
             };
