@@ -21,6 +21,7 @@ mod logs;
 mod postgres_store;
 mod profile;
 mod recovery;
+mod refresh_stores;
 mod secondary_email;
 mod sessions;
 mod staff;

@@ -21,7 +21,9 @@ pub struct RedisSessions {
     revoke_user_except: Script,
 }
 
-/// Deletes a family and its tokens; used by the scripts below.
+/// Deletes a family and its tokens, leaving a tombstone (`rx:`) for five minutes so that a
+/// rotation racing the revocation cannot store a live token into it; used by the scripts
+/// below.
 const REVOKE_FAMILY: &str = r#"
 local function revoke_family(prefix, user, family)
   local fam = prefix .. 'rf:' .. family
@@ -30,6 +32,7 @@ local function revoke_family(prefix, user, family)
   end
   redis.call('DEL', fam)
   redis.call('SREM', prefix .. 'ru:' .. user, family)
+  redis.call('SET', prefix .. 'rx:' .. family, '1', 'EX', 300)
 end
 "#;
 
@@ -39,6 +42,7 @@ impl RedisSessions {
             redis,
             insert: Script::new(
                 r#"
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'u', ARGV[1], 'f', ARGV[2], 'x', ARGV[3], 's', 'a', 'm', ARGV[5])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[4])
@@ -114,6 +118,7 @@ impl RefreshStore for RedisSessions {
             .key(format!("{PREFIX}rt:{token_hash}"))
             .key(format!("{PREFIX}rf:{}", record.family))
             .key(format!("{PREFIX}ru:{}", record.user_id))
+            .key(format!("{PREFIX}rx:{}", record.family))
             .arg(&record.user_id)
             .arg(&record.family)
             .arg(record.expires_at)

@@ -14,7 +14,14 @@ pub struct SledSessions {
     tokens: sled::Tree,
     families: sled::Tree,
     users: sled::Tree,
+    /// Families revoked lately, to the Unix second until which nothing is issued into them:
+    /// a rotation racing the reuse that revoked its family must not leave a live token.
+    revoked: sled::Tree,
 }
+
+/// How long a revoked family refuses new tokens. A rotation stores its new token a few
+/// milliseconds after it consumed the old one, so a race is over long before this.
+const TOMBSTONE_SECS: i64 = 300;
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -45,20 +52,34 @@ fn put_list(tree: &TransactionalTree, key: &str, items: &[String]) -> Result<(),
     Ok(())
 }
 
-fn revoke_family(
-    tokens: &TransactionalTree,
-    families: &TransactionalTree,
-    users: &TransactionalTree,
-    user: &str,
-    family: &str,
-) -> Result<(), Tx> {
+/// The trees a change of sessions touches, in one transaction.
+struct Trees<'a> {
+    tokens: &'a TransactionalTree,
+    families: &'a TransactionalTree,
+    users: &'a TransactionalTree,
+    revoked: &'a TransactionalTree,
+}
+
+fn revoke_family(t: &Trees, user: &str, family: &str) -> Result<(), Tx> {
+    let Trees {
+        tokens,
+        families,
+        users,
+        revoked,
+    } = t;
     for hash in list(families, family)? {
         tokens.remove(hash.as_bytes())?;
     }
     families.remove(family.as_bytes())?;
+    let until = crate::clock::unix_now() + TOMBSTONE_SECS;
+    revoked.insert(family.as_bytes(), &until.to_be_bytes())?;
     let mut owned = list(users, user)?;
     owned.retain(|f| f != family);
     put_list(users, user, &owned)
+}
+
+fn until_of(bytes: &[u8]) -> i64 {
+    bytes.try_into().map(i64::from_be_bytes).unwrap_or(0)
 }
 
 fn load(tokens: &TransactionalTree, hash: &str) -> Result<Option<Stored>, Tx> {
@@ -75,7 +96,34 @@ impl SledSessions {
             tokens: open("refresh_tokens")?,
             families: open("refresh_families")?,
             users: open("refresh_users")?,
+            revoked: open("refresh_revoked")?,
         })
+    }
+
+    /// Runs `f` over the four trees in one transaction.
+    fn transact<T>(&self, f: impl Fn(&Trees) -> Result<T, Tx>) -> Result<T, SessionError> {
+        (&self.tokens, &self.families, &self.users, &self.revoked)
+            .transaction(|(tokens, families, users, revoked)| {
+                f(&Trees {
+                    tokens,
+                    families,
+                    users,
+                    revoked,
+                })
+            })
+            .map_err(tx_err)
+    }
+
+    /// Drops the tombstones past their time (they are few: one per family revoked within
+    /// the last [`TOMBSTONE_SECS`]).
+    fn sweep_tombstones(&self, now: i64) {
+        for (family, until) in self.revoked.iter().flatten() {
+            if until_of(&until) < now {
+                let _ = self
+                    .revoked
+                    .compare_and_swap(&family, Some(until), None::<&[u8]>);
+            }
+        }
     }
 
     async fn durable(&self) -> Result<(), SessionError> {
@@ -91,43 +139,54 @@ impl RefreshStore for SledSessions {
             used: false,
         })
         .map_err(err)?;
-        (&self.tokens, &self.families, &self.users)
-            .transaction(|(tokens, families, users)| {
-                tokens.insert(token_hash.as_bytes(), stored.clone())?;
-                let mut members = list(families, &record.family)?;
-                members.push(token_hash.to_string());
-                put_list(families, &record.family, &members)?;
-                let mut owned = list(users, &record.user_id)?;
-                if !owned.contains(&record.family) {
-                    owned.push(record.family.clone());
-                    put_list(users, &record.user_id, &owned)?;
+        let now = crate::clock::unix_now();
+        self.sweep_tombstones(now);
+        self.transact(|t| {
+            let Trees {
+                tokens,
+                families,
+                users,
+                revoked,
+            } = t;
+            if let Some(until) = revoked.get(record.family.as_bytes())? {
+                if until_of(&until) >= now {
+                    // Revoked while this token was being made: it is born dead.
+                    return Ok(());
                 }
-                Ok(())
-            })
-            .map_err(tx_err)?;
+            }
+            tokens.insert(token_hash.as_bytes(), stored.clone())?;
+            let mut members = list(families, &record.family)?;
+            members.push(token_hash.to_string());
+            put_list(families, &record.family, &members)?;
+            let mut owned = list(users, &record.user_id)?;
+            if !owned.contains(&record.family) {
+                owned.push(record.family.clone());
+                put_list(users, &record.user_id, &owned)?;
+            }
+            Ok(())
+        })?;
         self.durable().await
     }
 
     async fn consume(&self, token_hash: &str, now: i64) -> Result<Consumed, SessionError> {
-        let consumed = (&self.tokens, &self.families, &self.users)
-            .transaction(|(tokens, families, users)| {
-                let Some(mut stored) = load(tokens, token_hash)? else {
-                    return Ok(Consumed::Invalid);
-                };
-                if stored.record.expires_at < now {
-                    return Ok(Consumed::Invalid);
-                }
-                if stored.used {
-                    let r = &stored.record;
-                    revoke_family(tokens, families, users, &r.user_id, &r.family)?;
-                    return Ok(Consumed::Reused(stored.record));
-                }
-                stored.used = true;
-                let bytes = serde_json::to_vec(&stored).map_err(|e| abort(err(e)))?;
-                tokens.insert(token_hash.as_bytes(), bytes)?;
-                Ok(Consumed::Rotated(stored.record))
-            })
-            .map_err(tx_err)?;
+        let consumed = self.transact(|t| {
+            let tokens = t.tokens;
+            let Some(mut stored) = load(tokens, token_hash)? else {
+                return Ok(Consumed::Invalid);
+            };
+            if stored.record.expires_at < now {
+                return Ok(Consumed::Invalid);
+            }
+            if stored.used {
+                let r = &stored.record;
+                revoke_family(t, &r.user_id, &r.family)?;
+                return Ok(Consumed::Reused(stored.record));
+            }
+            stored.used = true;
+            let bytes = serde_json::to_vec(&stored).map_err(|e| abort(err(e)))?;
+            tokens.insert(token_hash.as_bytes(), bytes)?;
+            Ok(Consumed::Rotated(stored.record))
+        })?;
         if consumed != Consumed::Invalid {
             self.durable().await?;
         }
@@ -135,44 +194,38 @@ impl RefreshStore for SledSessions {
     }
 
     async fn revoke(&self, token_hash: &str) -> Result<Option<RefreshRecord>, SessionError> {
-        let revoked = (&self.tokens, &self.families, &self.users)
-            .transaction(|(tokens, families, users)| {
-                let Some(stored) = load(tokens, token_hash)? else {
-                    return Ok(None);
-                };
-                let r = &stored.record;
-                revoke_family(tokens, families, users, &r.user_id, &r.family)?;
-                Ok(Some(stored.record))
-            })
-            .map_err(tx_err)?;
+        let revoked = self.transact(|t| {
+            let Some(stored) = load(t.tokens, token_hash)? else {
+                return Ok(None);
+            };
+            let r = &stored.record;
+            revoke_family(t, &r.user_id, &r.family)?;
+            Ok(Some(stored.record))
+        })?;
         self.durable().await?;
         Ok(revoked)
     }
 
     async fn revoke_user(&self, user_id: &str) -> Result<(), SessionError> {
-        (&self.tokens, &self.families, &self.users)
-            .transaction(|(tokens, families, users)| {
-                for family in list(users, user_id)? {
-                    revoke_family(tokens, families, users, user_id, &family)?;
-                }
-                users.remove(user_id.as_bytes())?;
-                Ok(())
-            })
-            .map_err(tx_err)?;
+        self.transact(|t| {
+            for family in list(t.users, user_id)? {
+                revoke_family(t, user_id, &family)?;
+            }
+            t.users.remove(user_id.as_bytes())?;
+            Ok(())
+        })?;
         self.durable().await
     }
 
     async fn revoke_user_except(&self, user_id: &str, keep: &str) -> Result<(), SessionError> {
-        (&self.tokens, &self.families, &self.users)
-            .transaction(|(tokens, families, users)| {
-                for family in list(users, user_id)? {
-                    if family != keep {
-                        revoke_family(tokens, families, users, user_id, &family)?;
-                    }
+        self.transact(|t| {
+            for family in list(t.users, user_id)? {
+                if family != keep {
+                    revoke_family(t, user_id, &family)?;
                 }
-                Ok(())
-            })
-            .map_err(tx_err)?;
+            }
+            Ok(())
+        })?;
         self.durable().await
     }
 
