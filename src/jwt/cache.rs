@@ -78,6 +78,7 @@ mod tests {
             verified: true,
             staff: false,
             roles: vec![],
+            sid: None,
             extra: Default::default(),
         })
     }

@@ -36,6 +36,10 @@ pub struct Claims {
     pub staff: bool,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The session (refresh-token family) the token came from; the same through rotation.
+    /// Tokens without one stay valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// Claims an adapter adds beside these (a dialect's, SPEC §11): signed with the token but
     /// never read back by verification, which needs none of them. A name of a claim above is
     /// never overridden by an extra one.
@@ -209,6 +213,7 @@ impl TokenService {
             verified: subject.verified,
             staff: subject.staff,
             roles: subject.roles.clone(),
+            sid: None,
             extra: ExtraClaims::new(),
         };
         claims.extra = extra(&claims);
