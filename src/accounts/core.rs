@@ -31,6 +31,7 @@ pub(super) struct Core {
     pub tokens: Arc<TokenService>,
     pub settings: Settings,
     pub key_cache: super::key_cache::KeyCache,
+    pub revocations: super::revocation::RevocationList,
 }
 
 pub(super) fn new_stamp() -> String {
@@ -189,11 +190,17 @@ impl Core {
         Ok(())
     }
 
-    /// A new access token for `user`, carrying the extra claims `extra` makes.
-    pub fn issue(&self, user: &User, extra: ClaimsFor) -> Result<(String, Claims), Failure> {
+    /// A new access token of session `sid` for `user`, carrying the extra claims `extra`
+    /// makes.
+    pub fn issue(
+        &self,
+        user: &User,
+        sid: &str,
+        extra: ClaimsFor,
+    ) -> Result<(String, Claims), Failure> {
         let made = self
             .tokens
-            .issue_with(&subject(user), |claims| extra(user, claims));
+            .issue_in(&subject(user), Some(sid), |claims| extra(user, claims));
         made.map_err(|e| {
             tracing::error!(error = %e, "signing failed");
             Failure::unavailable()
@@ -207,12 +214,13 @@ impl Core {
         family: Option<String>,
         extra: ClaimsFor,
     ) -> Result<TokenPair, Failure> {
-        let (token, claims) = self.issue(user, extra)?;
+        let family = family.unwrap_or_else(secret::new_family);
+        let (token, claims) = self.issue(user, &family, extra)?;
         let (refresh_token, hash) = secret::new_secret();
         let refresh_expires_at = unix_now() + self.settings.refresh_ttl.as_secs() as i64;
         let record = RefreshRecord {
             user_id: user.id.clone(),
-            family: family.unwrap_or_else(secret::new_family),
+            family,
             expires_at: refresh_expires_at,
         };
         self.sessions.insert(&hash, &record).await?;
@@ -224,9 +232,12 @@ impl Core {
         })
     }
 
-    /// Ends every session of a user.
+    /// Ends every session of a user: its refresh tokens die, and every access token it holds
+    /// is refused from now on (SPEC §13).
     pub async fn end_sessions(&self, user_id: &str) -> Result<(), Failure> {
-        Ok(self.sessions.revoke_user(user_id).await?)
+        let now = unix_now();
+        let sids = self.sessions.revoke_user(user_id).await?;
+        self.revocations.end_account(user_id, &sids, now).await
     }
 
     /// The caller's account, when it exists and is active.

@@ -28,6 +28,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "user serial",
         sql: include_str!("migrations/0002_user_serial.sql"),
     },
+    Migration {
+        version: 3,
+        name: "revocations",
+        sql: include_str!("migrations/0003_revocations.sql"),
+    },
 ];
 
 /// The schema version this binary creates and expects.

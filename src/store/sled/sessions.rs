@@ -149,17 +149,19 @@ impl RefreshStore for SledSessions {
         Ok(revoked)
     }
 
-    async fn revoke_user(&self, user_id: &str) -> Result<(), SessionError> {
-        (&self.tokens, &self.families, &self.users)
+    async fn revoke_user(&self, user_id: &str) -> Result<Vec<String>, SessionError> {
+        let revoked = (&self.tokens, &self.families, &self.users)
             .transaction(|(tokens, families, users)| {
-                for family in list(users, user_id)? {
-                    revoke_family(tokens, families, users, user_id, &family)?;
+                let owned = list(users, user_id)?;
+                for family in &owned {
+                    revoke_family(tokens, families, users, user_id, family)?;
                 }
                 users.remove(user_id.as_bytes())?;
-                Ok(())
+                Ok(owned)
             })
             .map_err(tx_err)?;
-        self.durable().await
+        self.durable().await?;
+        Ok(revoked)
     }
 
     async fn ping(&self) -> bool {
