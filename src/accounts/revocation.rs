@@ -116,7 +116,7 @@ impl RevocationList {
         }
         if now - state.swept >= SWEEP_EVERY {
             state.swept = now;
-            self.store.sweep(now).await?;
+            self.store.expire(now).await?;
         }
         Ok(())
     }

@@ -149,7 +149,7 @@ pub trait RevocationStore: Send + Sync {
     /// next. An entry may be answered more than once.
     async fn changes(&self, cursor: Option<i64>) -> Result<(Vec<Revocation>, i64), StoreError>;
     /// Drops the entries past their time.
-    async fn sweep(&self, now: i64) -> Result<(), StoreError>;
+    async fn expire(&self, now: i64) -> Result<(), StoreError>;
     /// Whether other processes write to it too (then it is read for their entries).
     fn shared(&self) -> bool;
 }

@@ -83,7 +83,7 @@ impl RevocationStore for PgStore {
         })?)
     }
 
-    async fn sweep(&self, now: i64) -> Result<(), StoreError> {
+    async fn expire(&self, now: i64) -> Result<(), StoreError> {
         Ok(pg!(self, |client| {
             client
                 .execute("DELETE FROM revocations WHERE until < $1", &[&now])

@@ -111,7 +111,7 @@ impl RevocationStore for SledRevocations {
         .map_err(backend)?
     }
 
-    async fn sweep(&self, now: i64) -> Result<(), StoreError> {
+    async fn expire(&self, now: i64) -> Result<(), StoreError> {
         let tree = self.tree.clone();
         tokio::task::spawn_blocking(move || {
             for item in tree.iter() {
@@ -172,9 +172,12 @@ mod tests {
         let db = sled::open(dir.path()).unwrap();
         let store = SledRevocations::new(&db).unwrap();
         assert_eq!(store.changes(None).await.unwrap().0.len(), 2, "persisted");
-        store.sweep(400).await.unwrap();
-        assert_eq!(store.changes(None).await.unwrap().0, std::slice::from_ref(&session));
-        store.sweep(501).await.unwrap();
+        store.expire(400).await.unwrap();
+        assert_eq!(
+            store.changes(None).await.unwrap().0,
+            std::slice::from_ref(&session)
+        );
+        store.expire(501).await.unwrap();
         assert!(store.changes(None).await.unwrap().0.is_empty());
     }
 }
