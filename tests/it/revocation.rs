@@ -893,3 +893,69 @@ async fn postgres_replicas_see_each_others_revocations() {
     );
     assert!(c.shared());
 }
+
+/// The dialects end sessions through the same account services: a django client's
+/// `revokeToken` and `revokeAllTokens` refuse its tokens at the gate at once.
+#[tokio::test]
+async fn dialect_logouts_refuse_tokens_at_the_gate() {
+    use crate::common::dialect::{self, Call};
+    let s = dialect::setup(&[]).await;
+    let reg = s
+        .gate
+        .graphql_as(
+            "mutation R($e: String!, $p: String!) { register(email: $e, password1: $p, password2: $p) { success errors } }",
+            json!({"e": "luke@example.com", "p": dialect::PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(reg["data"]["register"]["success"], true, "{reg}");
+    let login = || async {
+        let answer = Call::new(&s.gate, "/django/graphql")
+            .send(
+                "mutation L($e: String, $p: String!) { tokenAuth(email: $e, password: $p) { success errors token refreshToken } }",
+                json!({"e": "luke@example.com", "p": dialect::PASSWORD}),
+            )
+            .await;
+        let auth = answer.body["data"]["tokenAuth"].clone();
+        assert_eq!(auth["success"], true, "{}", answer.text);
+        (
+            format!("JWT {}", auth["token"].as_str().unwrap()),
+            auth["refreshToken"].as_str().unwrap().to_string(),
+        )
+    };
+    let (one, one_refresh) = login().await;
+    let (two, _) = login().await;
+    assert_eq!(dialect::through_gate(&s.gate, &one).await.0, 200);
+
+    let revoke = Call::new(&s.gate, "/django/graphql")
+        .send(
+            "mutation R($t: String) { revokeToken(refreshToken: $t) { success errors } }",
+            json!({"t": one_refresh}),
+        )
+        .await;
+    assert_eq!(
+        revoke.body["data"]["revokeToken"]["success"], true,
+        "{}",
+        revoke.text
+    );
+    let (status, body) = dialect::through_gate(&s.gate, &one).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("revoked"));
+    assert_eq!(dialect::through_gate(&s.gate, &two).await.0, 200);
+
+    let all = Call::new(&s.gate, "/django/graphql")
+        .auth(two.clone())
+        .send("mutation { revokeAllTokens { success errors } }", json!({}))
+        .await;
+    assert_eq!(
+        all.body["data"]["revokeAllTokens"]["success"], true,
+        "{}",
+        all.text
+    );
+    assert_eq!(dialect::through_gate(&s.gate, &two).await.0, 401);
+    let (three, _) = login().await;
+    assert_eq!(dialect::through_gate(&s.gate, &three).await.0, 200);
+}
