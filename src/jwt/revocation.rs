@@ -60,6 +60,35 @@ impl List {
     }
 }
 
+fn merge(list: &mut List, entries: &[Revocation]) -> usize {
+    let mut changed = 0;
+    for entry in entries {
+        let seq = list.seq + 1;
+        let map = list.map(entry.kind);
+        match map.get_mut(entry.id.as_str()) {
+            Some(old) if old.at >= entry.at && old.until >= entry.until => continue,
+            Some(old) => {
+                *old = Entry {
+                    at: old.at.max(entry.at),
+                    until: old.until.max(entry.until),
+                    seq,
+                }
+            }
+            None => {
+                let fresh = Entry {
+                    at: entry.at,
+                    until: entry.until,
+                    seq,
+                };
+                map.insert(entry.id.as_str().into(), fresh);
+            }
+        }
+        list.seq = seq;
+        changed += 1;
+    }
+    changed
+}
+
 /// The longest id accepted from a published document (ours are 32 hex digits).
 const MAX_ID_LEN: usize = 128;
 /// Times beyond this (year 36812) are not times we issue.
@@ -174,44 +203,17 @@ impl Revocations {
         if entries.is_empty() {
             return 0;
         }
-        let mut list = self.write();
-        let mut changed = 0;
-        for entry in entries {
-            let seq = list.seq + 1;
-            let map = list.map(entry.kind);
-            let fresh = Entry {
-                at: entry.at,
-                until: entry.until,
-                seq,
-            };
-            match map.get_mut(entry.id.as_str()) {
-                Some(old) if old.at >= entry.at && old.until >= entry.until => continue,
-                Some(old) => {
-                    *old = Entry {
-                        at: old.at.max(entry.at),
-                        until: old.until.max(entry.until),
-                        seq,
-                    }
-                }
-                None => {
-                    map.insert(entry.id.as_str().into(), fresh);
-                }
-            }
-            list.seq = seq;
-            changed += 1;
-        }
-        changed
+        merge(&mut self.write(), entries)
     }
 
-    /// Replaces the whole list (a verifier given a full document).
+    /// Replaces the whole list at once (a verifier given a full document): no request sees
+    /// it half replaced.
     pub fn replace(&self, entries: &[Revocation]) {
-        {
-            let mut list = self.write();
-            list.accounts.clear();
-            list.sessions.clear();
-            list.seq += 1;
-        }
-        self.apply(entries);
+        let mut list = self.write();
+        list.accounts.clear();
+        list.sessions.clear();
+        list.seq += 1;
+        merge(&mut list, entries);
     }
 
     /// Drops the entries past their time; returns how many.
