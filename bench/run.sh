@@ -2,7 +2,8 @@
 # Side-by-side load test on one machine, in one run:
 #   upstream alone | nginx proxy_pass | bare Pingora (the engine alone: examples/bare_proxy.rs)
 #   | HAProxy plain | HAProxy jwt_verify | authgate (gateway with auth = "none" and "required",
-#   and a verifier fed by its JWKS) | Envoy jwt_authn
+#   the same with a 10,000-entry revocation list, and a verifier fed by its JWKS)
+#   | Envoy jwt_authn
 # with one repeated token and with many distinct tokens (so no cache hides the RSA cost),
 # then a login storm (tokenAuth under load, and proxied p99 with and without it), idle RSS and
 # time to ready of both modes (and of a gateway on the default config). Prints Markdown tables
@@ -73,12 +74,14 @@ fi
 # --- authgate --------------------------------------------------------------------------
 if [ -z "${AUTHGATE_BIN:-}" ] || [ -z "${MINT_BIN:-}" ] || [ -z "${BARE_BIN:-}" ]; then
   say "building authgate (release)"
-  cargo build --release --quiet --bin authgate --example mint_tokens --example bare_proxy
+  cargo build --release --quiet --bin authgate --example mint_tokens --example bare_proxy --example seed_revocations
   target="${CARGO_TARGET_DIR:-target}"
   AUTHGATE_BIN=${AUTHGATE_BIN:-$target/release/authgate}
   MINT_BIN=${MINT_BIN:-$target/release/examples/mint_tokens}
   BARE_BIN=${BARE_BIN:-$target/release/examples/bare_proxy}
+  SEED_BIN=${SEED_BIN:-$target/release/examples/seed_revocations}
 fi
+SEED_BIN=${SEED_BIN:-$(dirname "$MINT_BIN")/seed_revocations}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { # url [max tries of 10 ms] [curl flags]: until it answers (2xx with -f)
@@ -91,7 +94,7 @@ wait_http() { # url [max tries of 10 ms] [curl flags]: until it answers (2xx wit
 
 UP=$(free_port); NGX=$(free_port); AG=$(free_port); AG_ADMIN=$(free_port); ENV=$(free_port)
 VF=$(free_port); VF_ADMIN=$(free_port); BARE=$(free_port); HAP=$(free_port); HAPJ=$(free_port)
-DF=$(free_port); DF_ADMIN=$(free_port)
+DF=$(free_port); DF_ADMIN=$(free_port); RV=$(free_port); RV_ADMIN=$(free_port)
 mkdir -p "$work/tmp"
 
 nginx_conf() { # name body
@@ -187,6 +190,19 @@ wait_http "http://127.0.0.1:$DF_ADMIN/readyz" 3000
 sleep 0.5
 df_rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$DF_PID/status")
 kill "$DF_PID"; wait "$DF_PID" 2>/dev/null || true
+
+# The same gateway with 10,000 entries in its revocation list (none of them the tokens'):
+# what the check costs each request when the list is full. Its own data directory, the same
+# keys and issuer, so the same tokens pass.
+"$SEED_BIN" "$work/data-revoked" 10000 >/dev/null
+sed -e "s|127.0.0.1:$AG_ADMIN|127.0.0.1:$RV_ADMIN|" -e "s|listen = \"127.0.0.1:$AG\"|listen = \"127.0.0.1:$RV\"|" \
+    -e "s|$work/data\"|$work/data-revoked\"|" "$work/authgate.toml" > "$work/revoked.toml"
+RUST_LOG=warn taskset -c "$PROXY_CORE" "$AUTHGATE_BIN" serve --config "$work/revoked.toml" 2>"$work/revoked.log" & pids+=($!); RV_PID=$!
+wait_http "http://127.0.0.1:$RV_ADMIN/readyz" 3000
+entries=$(curl -s "http://127.0.0.1:$RV_ADMIN/metrics" | awk '/^authgate_revocation_entries / {print $2}')
+[ "$entries" = 10000 ] || { say "the seeded gateway holds $entries revocations, not 10000"; exit 1; }
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$RV/x")
+[ "$code" = 200 ] || { say "the seeded gateway refused a valid token ($code)"; exit 1; }
 
 if [ -n "$HAPROXY" ]; then
   # The same checks as the gate: RS256 only, the issuer, exp, then the signature against the
@@ -350,6 +366,7 @@ for round in $(seq "$ROUNDS"); do
   run "authgate, auth = none" "$AG_PID" "http://127.0.0.1:$AG/open/x"
   run "authgate, repeated token" "$AG_PID" "http://127.0.0.1:$AG/x" -H "Authorization: Bearer $TOKEN"
   run "authgate, distinct tokens" "$AG_PID" "http://127.0.0.1:$AG/x" -s "$work/distinct.lua" -- "$work/many.txt"
+  run "authgate, repeated token, 10,000 revocations" "$RV_PID" "http://127.0.0.1:$RV/x" -H "Authorization: Bearer $TOKEN"
   run "authgate verifier, repeated token" "$VF_PID" "http://127.0.0.1:$VF/x" -H "Authorization: Bearer $TOKEN"
   run "authgate verifier, distinct tokens" "$VF_PID" "http://127.0.0.1:$VF/x" -s "$work/distinct.lua" -- "$work/many.txt"
   if [ -n "$ENVOY" ]; then

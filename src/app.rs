@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::accounts::storage::{RateLimiter, RefreshStore, SessionError};
+use crate::accounts::storage::{RateLimiter, RefreshStore, SessionError, StoreError};
 use crate::accounts::{self, Accounts, Argon2Settings, EmailTokens, Hasher, Links, PasswordPolicy};
 use crate::config::{Config, Mode};
 use crate::email::Mailer;
@@ -14,8 +14,8 @@ use crate::metrics::Metrics;
 use crate::pages::links::NativeLinks;
 use crate::store::memory::MemoryLimiter;
 use crate::store::redis::{RedisConnector, RedisLimiter, RedisSessions};
-use crate::store::sled::{OpenError, SledSessions, SledStore};
-use crate::verifier::KeyFetcher;
+use crate::store::sled::{OpenError, SledRevocations, SledSessions, SledStore};
+use crate::verifier::{KeyFetcher, RevocationFetcher};
 
 /// The key that seals secrets at rest, beside the email-token key in the data directory.
 const SEAL_KEY_FILE: &str = "seal.key";
@@ -29,6 +29,8 @@ pub struct App {
     pub accounts: Option<Arc<Accounts>>,
     /// Where a verifier's keys come from; `None` in gateway mode.
     pub key_fetcher: Option<Arc<KeyFetcher>>,
+    /// Where a verifier's revocation list comes from; `None` in gateway mode.
+    pub revocation_fetcher: Option<Arc<RevocationFetcher>>,
     /// A random secret that the local CLI presents to the admin listener (`user create` while
     /// the server holds the store). Kept in the data directory, mode 0600.
     pub admin_token: Option<String>,
@@ -48,6 +50,8 @@ pub enum StartError {
     Store(#[from] OpenError),
     #[error(transparent)]
     Sessions(#[from] SessionError),
+    #[error("revocation list: {0}")]
+    Revocations(#[source] StoreError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -80,18 +84,25 @@ impl App {
             .with_cache_size(config.jwt.verify_cache_size),
         );
         let routes = RouteTable::new(&config.routes);
-        let (accounts, admin_token, key_fetcher) = match &config.mode {
+        let (accounts, admin_token, key_fetcher, revocation_fetcher) = match &config.mode {
             Mode::Gateway => {
                 let store = SledStore::open(&config.storage.data_dir)?;
                 let accounts = build_accounts(&config, Arc::new(store), tokens.clone())?;
+                load_revocations(&accounts)?;
                 let admin_token = crate::admin::token::create(&config.storage.data_dir)
                     .map_err(StartError::io("admin token"))?;
-                (Some(Arc::new(accounts)), Some(admin_token), None)
+                (Some(Arc::new(accounts)), Some(admin_token), None, None)
             }
             Mode::Verifier(verifier) => {
                 let fetcher =
                     KeyFetcher::new(verifier, keys.clone()).map_err(StartError::Config)?;
-                (None, None, Some(Arc::new(fetcher)))
+                let revocations = RevocationFetcher::new(verifier, tokens.revocations().clone());
+                (
+                    None,
+                    None,
+                    Some(Arc::new(fetcher)),
+                    Some(Arc::new(revocations)),
+                )
             }
         };
         Ok(Arc::new(App {
@@ -101,10 +112,25 @@ impl App {
             accounts,
             admin_token,
             key_fetcher,
+            revocation_fetcher,
             links: native_links(&config),
             config,
         }))
     }
+}
+
+/// Loads the persisted revocation list before anything is served, so that a restart refuses
+/// what was refused before it (SPEC §13).
+fn load_revocations(accounts: &Accounts) -> Result<(), StartError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::io("revocation list"))?;
+    let entries = runtime
+        .block_on(accounts.revocations().load(crate::clock::unix_now()))
+        .map_err(StartError::Revocations)?;
+    tracing::debug!(entries, "revocation list loaded");
+    Ok(())
 }
 
 /// The account service over a given store (also used by the CLI when no server runs).
@@ -130,6 +156,7 @@ pub fn build_accounts(
                 )
             }
         };
+    let revocations = SledRevocations::new(store.db()).map_err(StartError::Revocations)?;
     let hasher = Hasher::new(Argon2Settings {
         memory_kib: config.accounts.argon2_memory_kib,
         iterations: config.accounts.argon2_iterations,
@@ -151,6 +178,7 @@ pub fn build_accounts(
         users: store,
         sessions,
         limiter,
+        revocations: Arc::new(revocations),
         hasher,
         policy: PasswordPolicy {
             min_length: config.accounts.password_min_length,

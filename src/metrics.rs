@@ -22,6 +22,13 @@ pub struct Metrics {
     pub key_loads: IntCounterVec,
     /// Verifier mode: when the published keys were last loaded successfully (Unix seconds).
     pub keys_loaded_timestamp: prometheus::Gauge,
+    /// Verifier mode: fetches of the gateway's revocation list by outcome (full, changed,
+    /// unchanged, failed). Refusals of revoked tokens are `authgate_auth_total{reason="revoked"}`.
+    pub revocation_polls: IntCounterVec,
+    /// Entries in the revocation list the gate consults.
+    pub revocation_entries: prometheus::IntGauge,
+    /// Verifier mode: when the revocation list was last fetched successfully (Unix seconds).
+    pub revocations_loaded_timestamp: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -78,6 +85,24 @@ impl Metrics {
             "When the published keys were last loaded (verifier mode)",
         )
         .expect("valid metric");
+        let revocation_polls = IntCounterVec::new(
+            Opts::new(
+                "authgate_revocation_polls_total",
+                "Fetches of the gateway's revocation list by outcome (verifier mode)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let revocation_entries = prometheus::IntGauge::new(
+            "authgate_revocation_entries",
+            "Entries in the revocation list the gate consults",
+        )
+        .expect("valid metric");
+        let revocations_loaded_timestamp = prometheus::Gauge::new(
+            "authgate_revocations_loaded_timestamp_seconds",
+            "When the revocation list was last fetched (verifier mode)",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(auth.clone()),
@@ -86,6 +111,9 @@ impl Metrics {
             Box::new(jwks_requests.clone()),
             Box::new(key_loads.clone()),
             Box::new(keys_loaded_timestamp.clone()),
+            Box::new(revocation_polls.clone()),
+            Box::new(revocation_entries.clone()),
+            Box::new(revocations_loaded_timestamp.clone()),
         ] {
             registry
                 .register(collector)
@@ -100,6 +128,9 @@ impl Metrics {
             jwks_requests,
             key_loads,
             keys_loaded_timestamp,
+            revocation_polls,
+            revocation_entries,
+            revocations_loaded_timestamp,
         }
     }
 

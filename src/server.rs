@@ -1,5 +1,6 @@
-//! Assembles the running server: the public listener (proxy), the admin listener, and the
-//! background key watcher, on Pingora; then runs until SIGTERM/SIGINT.
+//! Assembles the running server: the public listener (proxy), the admin listener, the
+//! background key watcher and the revocation list's, on Pingora; then runs until
+//! SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,12 +54,17 @@ pub fn run(config: Config) -> Result<(), StartError> {
     admin_port.add_to(&mut admin);
 
     let watcher = background_service("authgate key watcher", KeyWatcher { app: app.clone() });
+    let revocations = background_service(
+        "authgate revocation list",
+        RevocationWatcher { app: app.clone() },
+    );
 
     let public = server.add_service(public);
     let admin = server.add_service(admin);
     // /readyz must not answer before the public listener does.
     admin.add_dependency(&public);
     server.add_service(watcher);
+    server.add_service(revocations);
     // The ports as bound (port 0 resolved): what a supervisor, or the integration tests, read
     // to find a server started on `127.0.0.1:0`.
     tracing::info!(
@@ -185,6 +191,56 @@ impl BackgroundService for KeyWatcher {
                 }
                 Err(e) => tracing::error!(error = %e, "key reload task failed"),
             }
+        }
+    }
+}
+
+/// How often a gateway drops old revocations and reads the ones other replicas stored.
+const REVOCATION_SYNC: Duration = Duration::from_secs(1);
+
+/// Keeps the revocation list in step: a gateway with its store (entries of other replicas,
+/// old ones dropped), a verifier with the gateway's published list.
+struct RevocationWatcher {
+    app: Arc<App>,
+}
+
+#[async_trait]
+impl BackgroundService for RevocationWatcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let every = match &self.app.revocation_fetcher {
+            Some(fetcher) => fetcher.poll(),
+            None => REVOCATION_SYNC,
+        };
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let metrics = &self.app.metrics;
+            if let Some(fetcher) = &self.app.revocation_fetcher {
+                fetcher.tick(metrics).await;
+                continue;
+            }
+            let Some(accounts) = &self.app.accounts else {
+                return;
+            };
+            let list = accounts.revocations();
+            match list.sync(crate::clock::unix_now()).await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("the revocation store answers again");
+                }
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "reading the revocation store failed; the list in memory stays in service");
+                }
+                Err(_) => {}
+            }
+            metrics.revocation_entries.set(list.live().len() as i64);
         }
     }
 }

@@ -36,6 +36,7 @@ pub(super) struct Core {
     /// Held while a second factor is checked and spent, so that two logins of this process
     /// never both read an account's TOTP state before either has stored its change.
     pub second_factor: tokio::sync::Mutex<()>,
+    pub revocations: super::revocation::RevocationList,
 }
 
 pub(super) fn new_stamp() -> String {
@@ -249,9 +250,12 @@ impl Core {
         })
     }
 
-    /// Ends every session of a user.
+    /// Ends every session of a user: its refresh tokens die, and every access token it holds
+    /// is refused from now on (SPEC §13).
     pub async fn end_sessions(&self, user_id: &str) -> Result<(), Failure> {
-        Ok(self.sessions.revoke_user(user_id).await?)
+        let now = unix_now();
+        let sids = self.sessions.revoke_user(user_id).await?;
+        self.revocations.end_account(user_id, &sids, now).await
     }
 
     /// Ends every session of a user but `keep` (the caller's own); all of them without one.
@@ -261,7 +265,11 @@ impl Core {
         keep: Option<&str>,
     ) -> Result<(), Failure> {
         match keep {
-            Some(family) => Ok(self.sessions.revoke_user_except(user_id, family).await?),
+            Some(family) => {
+                let now = unix_now();
+                let sids = self.sessions.revoke_user_except(user_id, family).await?;
+                self.revocations.end_sessions(&sids, now).await
+            }
             None => self.end_sessions(user_id).await,
         }
     }

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod profile;
 pub mod recovery;
 pub mod registration;
+pub mod revocation;
 pub mod sealing;
 pub mod secondary_email;
 pub mod secret;
@@ -49,11 +50,12 @@ pub use policy::PasswordPolicy;
 pub use profile::{Profile, ProfileUpdate};
 pub use recovery::Recovery;
 pub use registration::{Activation, NewAccount, Registered, Registration, SignUp};
+pub use revocation::RevocationList;
 pub use secondary_email::SecondaryEmail;
 pub use sessions::{LoggedIn, LoginRequest, Sessions};
 pub use staff::{Staff, UserFilter};
 pub use standing_keys::{ShownKey, StandingKeys};
-use storage::{ApiKeyStore, RateLimiter, RefreshStore, UserStore};
+use storage::{ApiKeyStore, RateLimiter, RefreshStore, RevocationStore, UserStore};
 pub use totp::{Enrolment, Totp};
 
 /// The account settings, from `[accounts]` and friends.
@@ -113,6 +115,8 @@ pub struct Parts {
     pub api_keys: Arc<dyn ApiKeyStore>,
     pub sessions: Arc<dyn RefreshStore>,
     pub limiter: Arc<dyn RateLimiter>,
+    /// The persisted revocation list (SPEC §13).
+    pub revocations: Arc<dyn RevocationStore>,
     pub hasher: Hasher,
     pub policy: PasswordPolicy,
     pub mailer: Arc<Mailer>,
@@ -157,11 +161,12 @@ impl Accounts {
             mailer: parts.mailer,
             email_tokens: parts.email_tokens,
             sealer: parts.sealer,
-            tokens: parts.tokens,
             settings: parts.settings,
             key_cache: Default::default(),
             standing_keys: Default::default(),
             second_factor: Default::default(),
+            revocations: RevocationList::new(parts.revocations, parts.tokens.revocations().clone()),
+            tokens: parts.tokens,
         });
         Accounts::over(core, no_extra_claims)
     }
@@ -190,6 +195,11 @@ impl Accounts {
 
     pub fn settings(&self) -> &Settings {
         &self.core.settings
+    }
+
+    /// The revocation list: loaded at start, kept in step by a background task.
+    pub fn revocations(&self) -> &RevocationList {
+        &self.core.revocations
     }
 
     pub async fn health(&self) -> Health {

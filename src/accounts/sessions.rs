@@ -122,6 +122,10 @@ impl Sessions {
             Consumed::Rotated(record) => record,
             Consumed::Reused(record) => {
                 tracing::warn!(user = %record.user_id, "refresh token reused; its family is revoked");
+                let _ = core
+                    .revocations
+                    .end_sessions(&[record.family], unix_now())
+                    .await;
                 return Err(invalid_refresh());
             }
             Consumed::Invalid => return Err(invalid_refresh()),
@@ -129,7 +133,7 @@ impl Sessions {
         let user = match core.users.get(&record.user_id).await? {
             Some(user) if user.is_active => user,
             _ => {
-                let _ = core.sessions.revoke_user(&record.user_id).await;
+                let _ = core.end_sessions(&record.user_id).await;
                 return Err(invalid_refresh());
             }
         };
@@ -139,11 +143,18 @@ impl Sessions {
         Ok((user, pair))
     }
 
-    /// Revokes the session (token family) a refresh token belongs to.
+    /// Revokes the session (token family) a refresh token belongs to, its access tokens
+    /// included.
     pub async fn revoke(&self, refresh_token: Option<&str>) -> Result<(), Failure> {
         let token = presented(refresh_token)?;
+        let now = unix_now();
         match self.core.sessions.revoke(&secret::hash(token)).await? {
-            Some(_) => Ok(()),
+            Some(record) => {
+                self.core
+                    .revocations
+                    .end_sessions(&[record.family], now)
+                    .await
+            }
             None => Err(invalid_refresh()),
         }
     }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{ApiKey, User};
 use crate::config::Rate;
+pub use crate::jwt::{Revocation, RevocationKind};
 
 /// A backend's own error, kept as the source of ours.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -110,10 +111,16 @@ pub trait RefreshStore: Send + Sync {
     async fn consume(&self, token_hash: &str, now: i64) -> Result<Consumed, SessionError>;
     /// Revokes the family of a token; returns whose it was.
     async fn revoke(&self, token_hash: &str) -> Result<Option<RefreshRecord>, SessionError>;
-    /// Revokes every family of a user (logout everywhere).
-    async fn revoke_user(&self, user_id: &str) -> Result<(), SessionError>;
-    /// Revokes every family of a user but `keep` (the caller's session goes on).
-    async fn revoke_user_except(&self, user_id: &str, keep: &str) -> Result<(), SessionError>;
+    /// Revokes every family of a user (logout everywhere); returns the families that were
+    /// live, whose access tokens must be refused too.
+    async fn revoke_user(&self, user_id: &str) -> Result<Vec<String>, SessionError>;
+    /// Revokes every family of a user but `keep` (the caller's session goes on); returns the
+    /// families that were revoked.
+    async fn revoke_user_except(
+        &self,
+        user_id: &str,
+        keep: &str,
+    ) -> Result<Vec<String>, SessionError>;
     async fn ping(&self) -> bool;
 }
 
@@ -140,4 +147,20 @@ pub fn window(rate: Rate, now: i64) -> (i64, i64) {
     let period = rate.period.as_std().as_secs().max(1) as i64;
     let start = now - now.rem_euclid(period);
     (start, start + period)
+}
+
+/// The persisted revocation list (SPEC §13): accounts' `not_before` and revoked sessions.
+/// Recording an id already there keeps the later times. Entries past their `until` may be
+/// dropped at any time.
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Records entries, durably when it returns.
+    async fn record(&self, entries: &[Revocation]) -> Result<(), StoreError>;
+    /// What was recorded after `cursor` (everything with `None`), and the cursor to ask with
+    /// next. An entry may be answered more than once.
+    async fn changes(&self, cursor: Option<i64>) -> Result<(Vec<Revocation>, i64), StoreError>;
+    /// Drops the entries past their time.
+    async fn expire(&self, now: i64) -> Result<(), StoreError>;
+    /// Whether other processes write to it too (then it is read for their entries).
+    fn shared(&self) -> bool;
 }

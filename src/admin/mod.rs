@@ -89,6 +89,11 @@ impl Admin {
         if self.app.tokens.keys().snapshot().all().is_empty() {
             failing.push("keys");
         }
+        if let Some(fetcher) = &self.app.revocation_fetcher {
+            if !fetcher.loaded() {
+                failing.push("revocations");
+            }
+        }
         if let Some(accounts) = &self.app.accounts {
             let health = accounts.health().await;
             if !health.users {

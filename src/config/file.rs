@@ -70,6 +70,8 @@ pub struct JwtSection {
     pub public_key_file: String,
     pub jwks_refresh: Duration,
     pub jwks_min_interval: Duration,
+    pub revocations_url: String,
+    pub revocations_poll: Duration,
     pub key_bits: usize,
     pub verify_cache_size: usize,
 }
@@ -234,6 +236,8 @@ impl Default for JwtSection {
             public_key_file: String::new(),
             jwks_refresh: Duration::secs(300),
             jwks_min_interval: Duration::secs(10),
+            revocations_url: String::new(),
+            revocations_poll: Duration::secs(1),
             key_bits: 2048,
             verify_cache_size: DEFAULT_VERIFY_CACHE_SIZE,
         }

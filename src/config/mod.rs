@@ -33,6 +33,8 @@ impl ConfigError {
 }
 
 /// What this process is.
+// Built once at start and read in place: the size of the verifier's variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// Accounts, GraphQL and the proxy; owns the user store and signs tokens.
@@ -49,7 +51,15 @@ pub struct Verifier {
     pub jwks_refresh: StdDuration,
     /// ... and never twice within this (unknown kids, retries).
     pub jwks_min_interval: StdDuration,
+    /// The gateway's revocation list (SPEC §13): `jwt.revocations_url`, by default the JWKS
+    /// URL's origin + `/.well-known/revocations.json`; `None` with a PEM file and no URL.
+    pub revocations: Option<HttpUrl>,
+    /// How often the revocation list is fetched.
+    pub revocations_poll: StdDuration,
 }
+
+/// Where a gateway publishes its revocation list.
+pub const REVOCATIONS_PATH: &str = "/.well-known/revocations.json";
 
 /// Where a verifier's keys come from: exactly one of `jwt.jwks_url`, `jwt.public_key_file`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -578,10 +588,28 @@ fn verifier(f: &FileConfig) -> Result<Verifier, ConfigError> {
             "must be at least jwt.jwks_min_interval",
         ));
     }
+    let revocations = match (jwt.revocations_url.as_str(), &keys) {
+        ("", KeySource::Jwks(jwks)) => Some(
+            HttpUrl::parse(&format!("{}{REVOCATIONS_PATH}", jwks.origin()))
+                .map_err(|what| ConfigError::at("jwt.jwks_url", what))?,
+        ),
+        ("", KeySource::PemFile(_)) => None,
+        (url, _) => {
+            Some(HttpUrl::parse(url).map_err(|what| ConfigError::at("jwt.revocations_url", what))?)
+        }
+    };
+    if jwt.revocations_poll.as_std() < StdDuration::from_millis(100) {
+        return Err(ConfigError::at(
+            "jwt.revocations_poll",
+            "must be at least 100ms",
+        ));
+    }
     Ok(Verifier {
         keys,
         jwks_refresh: jwt.jwks_refresh.as_std(),
         jwks_min_interval: jwt.jwks_min_interval.as_std(),
+        revocations,
+        revocations_poll: jwt.revocations_poll.as_std(),
     })
 }
 
@@ -993,6 +1021,16 @@ mod tests {
                 &[],
                 "jwt.jwks_refresh",
             ),
+            (
+                "mode = \"verifier\"\n[jwt]\njwks_url = \"http://g/j\"\nissuer = \"i\"\nrevocations_url = \"g/r\"\n",
+                &[],
+                "jwt.revocations_url",
+            ),
+            (
+                "mode = \"verifier\"\n[jwt]\njwks_url = \"http://g/j\"\nissuer = \"i\"\nrevocations_poll = \"10ms\"\n",
+                &[],
+                "jwt.revocations_poll",
+            ),
             ("[jwt]\njwks_url = \"http://g/jwks\"\n", &[], "jwt.jwks_url"),
             (
                 "",
@@ -1020,7 +1058,32 @@ mod tests {
         assert!(
             matches!(&verifier.keys, KeySource::Jwks(url) if url.host() == "gateway" && url.port() == 8080)
         );
+        assert_eq!(
+            verifier.revocations.as_ref().map(HttpUrl::as_str),
+            Some("http://gateway:8080/.well-known/revocations.json"),
+            "beside the JWKS by default"
+        );
+        assert_eq!(verifier.revocations_poll, StdDuration::from_secs(1));
         assert_eq!(config.jwt.issuer, "https://auth.example.com");
+        let config = load(
+            "mode = \"verifier\"\n[jwt]\njwks_url = \"http://g/j\"\nissuer = \"i\"\n",
+            &[
+                (
+                    "AUTHGATE_JWT__REVOCATIONS_URL",
+                    "https://list.example/r.json",
+                ),
+                ("AUTHGATE_JWT__REVOCATIONS_POLL", "250ms"),
+            ],
+        )
+        .unwrap();
+        let Mode::Verifier(verifier) = &config.mode else {
+            panic!("a verifier: {config:?}");
+        };
+        assert_eq!(
+            verifier.revocations.as_ref().map(HttpUrl::as_str),
+            Some("https://list.example/r.json")
+        );
+        assert_eq!(verifier.revocations_poll, StdDuration::from_millis(250));
         let config = load(
             "",
             &[

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::keys::{KeyRing, KeySet};
 
 mod cache;
+pub mod revocation;
 pub use cache::VerifiedCache;
+pub use revocation::{Revocation, RevocationKind, Revocations};
 
 /// The claims of an authgate access token (SPEC §8).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +127,9 @@ pub enum Rejection {
     /// A verifier that has not loaded the gateway's keys yet cannot judge any token.
     #[error("verification keys are not loaded yet")]
     NoKeys,
+    /// Its session was ended (logout everywhere, password change, revoked...), SPEC §13.
+    #[error("token revoked")]
+    Revoked,
 }
 
 impl Rejection {
@@ -142,6 +147,7 @@ impl Rejection {
             Rejection::Audience => "audience",
             Rejection::Claims => "claims",
             Rejection::NoKeys => "no_keys",
+            Rejection::Revoked => "revoked",
         }
     }
 }
@@ -170,6 +176,7 @@ pub struct TokenService {
     /// Seconds of clock skew allowed on `exp` and `nbf`.
     leeway: i64,
     cache: VerifiedCache,
+    revocations: Arc<Revocations>,
 }
 
 /// Verified tokens remembered by default.
@@ -193,6 +200,7 @@ impl TokenService {
             access_ttl: access_ttl.as_secs() as i64,
             leeway: leeway.as_secs() as i64,
             cache: VerifiedCache::new(DEFAULT_CACHE_SIZE),
+            revocations: Arc::new(Revocations::new((access_ttl + leeway).as_secs() as i64)),
         }
     }
 
@@ -204,6 +212,21 @@ impl TokenService {
 
     pub fn keys(&self) -> &Arc<KeyRing> {
         &self.keys
+    }
+
+    /// The revocation list every verification consults.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
+    }
+
+    /// Seconds of clock skew allowed.
+    pub fn leeway(&self) -> i64 {
+        self.leeway
+    }
+
+    /// Seconds an access token lives.
+    pub fn access_ttl(&self) -> i64 {
+        self.access_ttl
     }
 
     /// Issues an access token for `subject`; returns it with its claims.
@@ -273,20 +296,32 @@ impl TokenService {
     }
 
     /// Verifies a compact JWS and returns its claims; tokens seen before come from the cache.
+    /// A revoked token is refused whether it came from the cache or not.
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, Rejection> {
         let set = self.keys.snapshot();
         let now = unix_now();
-        if let Some(claims) = self.cache.get(token, set.generation(), now, self.leeway) {
-            return Ok(claims);
+        let claims = match self.cache.get(token, set.generation(), now, self.leeway) {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.verify_with(token, &set, now)?);
+                self.cache.put(token, claims.clone(), set.generation());
+                claims
+            }
+        };
+        if self.revocations.refuses(&claims, now) {
+            return Err(Rejection::Revoked);
         }
-        let claims = Arc::new(self.verify_with(token, &set, now)?);
-        self.cache.put(token, claims.clone(), set.generation());
         Ok(claims)
     }
 
     /// Verifies without the cache (for benchmarks and for callers that must not use it).
     pub fn verify_uncached(&self, token: &str) -> Result<Claims, Rejection> {
-        self.verify_with(token, &self.keys.snapshot(), unix_now())
+        let now = unix_now();
+        let claims = self.verify_with(token, &self.keys.snapshot(), now)?;
+        if self.revocations.refuses(&claims, now) {
+            return Err(Rejection::Revoked);
+        }
+        Ok(claims)
     }
 
     /// One pass over the token: each part base64-decoded once into one buffer, the header

@@ -19,6 +19,8 @@ use crate::reply::{ErrorBody, Reply};
 pub enum Endpoint {
     Graphql,
     Jwks,
+    /// `/.well-known/revocations.json` (SPEC §13)
+    Revocations,
     OpenidConfiguration,
     /// `/activate/{token}`
     Activate,
@@ -43,6 +45,7 @@ impl Endpoint {
         matches!(
             self,
             Endpoint::Jwks
+                | Endpoint::Revocations
                 | Endpoint::OpenidConfiguration
                 | Endpoint::Dialect(_, dialects::Endpoint::Jwks)
         )
@@ -96,6 +99,7 @@ impl Endpoints {
     pub fn find(&self, path: &str) -> Option<Endpoint> {
         let endpoint = match path {
             "/.well-known/jwks.json" => return Some(Endpoint::Jwks),
+            crate::config::REVOCATIONS_PATH => return Some(Endpoint::Revocations),
             "/graphql" | "/graphql/" => Endpoint::Graphql,
             "/.well-known/openid-configuration" => Endpoint::OpenidConfiguration,
             links::PASSWORD_RESET => Endpoint::PasswordReset,
@@ -114,6 +118,23 @@ impl Endpoints {
         self.app.metrics.jwks_requests.inc();
         let jwks = self.app.tokens.keys().snapshot().jwks_json();
         Reply::new(200, "application/json", jwks).with_header("cache-control", "public, max-age=60")
+    }
+
+    /// The revocation list, whole or what changed after the `since` cursor. It names
+    /// accounts by id and sessions by sid, nothing else.
+    fn revocations(&self, query: Option<&str>) -> Reply {
+        let since = query.and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(name, _)| name == "since")
+                .map(|(_, value)| value.into_owned())
+        });
+        let document = self
+            .app
+            .tokens
+            .revocations()
+            .document(since.as_deref(), crate::clock::unix_now());
+        let body = serde_json::to_vec(&document).unwrap_or_default();
+        Reply::new(200, "application/json", body).with_header("cache-control", "no-store")
     }
 
     /// The dialect whose prefix `path` lies under, and what the path is there.
@@ -177,6 +198,7 @@ impl Endpoints {
         let is_get = method == http::Method::GET || method == http::Method::HEAD;
         Ok(match endpoint {
             Endpoint::Jwks if is_get => self.jwks(),
+            Endpoint::Revocations if is_get => self.revocations(session.req_header().uri.query()),
             Endpoint::OpenidConfiguration if is_get => {
                 Reply::new(200, "application/json", self.openid_configuration.clone())
                     .with_header("cache-control", "public, max-age=300")
@@ -197,7 +219,9 @@ impl Endpoints {
             | Endpoint::PasswordSet => {
                 return self.page(endpoint, path, session).await;
             }
-            Endpoint::Jwks | Endpoint::OpenidConfiguration => method_not_allowed("GET, HEAD"),
+            Endpoint::Jwks | Endpoint::Revocations | Endpoint::OpenidConfiguration => {
+                method_not_allowed("GET, HEAD")
+            }
             Endpoint::GatewayOnly => Reply::json_error(
                 404,
                 &ErrorBody::new(

@@ -1,4 +1,4 @@
-//! The one HTTP request a verifier makes: `GET` of the gateway's JWKS, over Pingora's own
+//! The HTTP requests a verifier makes: `GET` of the gateway's JWKS or revocation list, over Pingora's own
 //! client (plain or rustls, no second HTTP stack), bounded in time and size.
 
 use std::time::Duration;

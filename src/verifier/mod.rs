@@ -7,8 +7,14 @@
 //! never twice within `jwt.jwks_min_interval`, so tokens with made-up kids cannot make a
 //! verifier hammer its gateway. A PEM file is read again whenever it changes. A failed load
 //! keeps the last good keys in service.
+//!
+//! The gateway's revocation list comes from `revocations.rs`, fetched every
+//! `jwt.revocations_poll`.
 
 mod http;
+mod revocations;
+
+pub use revocations::{RevocationFetcher, MAX_DOCUMENT_BYTES};
 
 use std::path::PathBuf;
 use std::sync::Arc;

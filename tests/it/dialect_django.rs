@@ -158,11 +158,27 @@ async fn classic_client_flow_from_register_to_delete() {
         "invalid_token"
     );
 
+    // Reuse ended the session, its access tokens too (SPEC §13).
+    let verify_token =
+        "mutation V($t: String!) { verifyToken(token: $t) { success errors payload } }";
+    let revoked = gql(&s, verify_token, json!({"t": second["token"]}), None).await;
+    assert_eq!(
+        django_error(&revoked.body["data"]["verifyToken"]).1,
+        "invalid_token"
+    );
+
     // verifyToken shows every claim; revokeToken says when.
+    let fresh = gql(
+        &s,
+        LOGIN,
+        json!({"email": "luke@example.com", "password": PASSWORD}),
+        None,
+    )
+    .await;
     let verify = gql(
         &s,
-        "mutation V($t: String!) { verifyToken(token: $t) { success errors payload } }",
-        json!({"t": second["token"]}),
+        verify_token,
+        json!({"t": fresh.body["data"]["tokenAuth"]["token"]}),
         None,
     )
     .await;

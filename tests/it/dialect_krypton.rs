@@ -385,6 +385,21 @@ async fn krypton_client_flow_and_errors() {
         .send(REFRESH, json!({}))
         .await;
     assert_eq!(krypton_error(&after).0, "UnauthorizedError");
+    // Logging out ended the session's access token too (SPEC §13): a new login deletes.
+    let revoked = call()
+        .auth(bearer_of(&login, "login"))
+        .send(
+            "mutation deleteMe($password: String!) { deleteMe(password: $password) }",
+            json!({"password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(krypton_error(&revoked).0, "UnauthorizedError");
+    let login = call()
+        .send(
+            LOGIN,
+            json!({"email": "solo@example.com", "password": PASSWORD}),
+        )
+        .await;
     let wrong = call()
         .auth(bearer_of(&login, "login"))
         .send(

@@ -22,6 +22,7 @@ mod postgres_store;
 mod profile;
 mod recovery;
 mod refresh_stores;
+mod revocation;
 mod secondary_email;
 mod sessions;
 mod staff;

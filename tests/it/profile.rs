@@ -14,8 +14,9 @@ async fn archive_then_login_unarchives() {
     assert_eq!(code(&wrong["data"]["archiveAccount"]), "invalid_password");
     let done = s.gql(archive, json!({"p": PASSWORD}), Some(&access)).await;
     assert_eq!(done["data"]["archiveAccount"]["success"], true);
+    // Archiving ends every session, access tokens included (SPEC §13).
     let me = s.gql("{ me { archived } }", json!({}), Some(&access)).await;
-    assert_eq!(me["data"]["me"]["archived"], true);
+    assert_eq!(me["data"]["me"], serde_json::Value::Null, "{me}");
     let refresh = s
         .gql(
             "mutation R($t: String) { refreshToken(refreshToken: $t) { success errors } }",

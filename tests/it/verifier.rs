@@ -393,6 +393,10 @@ async fn not_ready_until_keys_load_and_bad_documents_change_nothing() {
     let mut v = Authgate::builder()
         .routes("[[routes]]\nprefix = \"/\"\nupstream = \"{upstream}\"\n")
         .verifier(&url, &gate.base)
+        .env(
+            "AUTHGATE_JWT__REVOCATIONS_URL",
+            &gate.url("/.well-known/revocations.json"),
+        )
         .env("AUTHGATE_JWT__JWKS_MIN_INTERVAL", "1s")
         .env("AUTHGATE_JWT__JWKS_REFRESH", "1s")
         .start_unready(Some(&upstream))

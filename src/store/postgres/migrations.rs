@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "refresh amr",
         sql: include_str!("migrations/0003_refresh_amr.sql"),
     },
+    Migration {
+        version: 4,
+        name: "revocations",
+        sql: include_str!("migrations/0004_revocations.sql"),
+    },
 ];
 
 /// The schema version this binary creates and expects.

@@ -1,7 +1,7 @@
 //! PostgreSQL, for N replicas sharing one account base (`storage.database_url`): users and
 //! API keys (`users.rs`), refresh tokens (`sessions.rs`), rate limits (`limits.rs`), the
-//! secrets every replica must agree on (here), and cross-replica cache invalidation
-//! (`notify.rs`). The schema is versioned (`migrations.rs`).
+//! revocation list (`revocations.rs`), the secrets every replica must agree on (here), and
+//! cross-replica cache invalidation (`notify.rs`). The schema is versioned (`migrations.rs`).
 //!
 //! The driver is tokio-postgres with a deadpool pool and TLS through rustls (`tls.rs`).
 //! Every call has one time budget (`PgOptions::op_timeout`, 1.5 s by default) covering the
@@ -38,6 +38,7 @@ macro_rules! pg {
 mod limits;
 mod migrations;
 mod notify;
+mod revocations;
 mod sessions;
 mod tls;
 mod users;

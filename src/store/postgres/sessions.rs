@@ -114,14 +114,20 @@ impl RefreshStore for PgStore {
         })?)
     }
 
-    async fn revoke_user(&self, user_id: &str) -> Result<(), SessionError> {
+    async fn revoke_user(&self, user_id: &str) -> Result<Vec<String>, SessionError> {
         Ok(pg!(self, |client| {
             let tx = client.transaction().await?;
-            tx.execute(
-                "UPDATE refresh_families SET revoked = true WHERE user_id = $1 AND NOT revoked",
-                &[&user_id],
-            )
-            .await?;
+            let rows = tx
+                .query(
+                    "UPDATE refresh_families SET revoked = true \
+                     WHERE user_id = $1 AND NOT revoked RETURNING family",
+                    &[&user_id],
+                )
+                .await?;
+            let revoked = rows
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<Vec<String>, _>>()?;
             tx.execute(
                 "DELETE FROM refresh_tokens WHERE family IN \
                  (SELECT family FROM refresh_families WHERE user_id = $1)",
@@ -129,19 +135,28 @@ impl RefreshStore for PgStore {
             )
             .await?;
             tx.commit().await?;
-            Ok(())
+            Ok(revoked)
         })?)
     }
 
-    async fn revoke_user_except(&self, user_id: &str, keep: &str) -> Result<(), SessionError> {
+    async fn revoke_user_except(
+        &self,
+        user_id: &str,
+        keep: &str,
+    ) -> Result<Vec<String>, SessionError> {
         Ok(pg!(self, |client| {
             let tx = client.transaction().await?;
-            tx.execute(
-                "UPDATE refresh_families SET revoked = true \
-                 WHERE user_id = $1 AND family <> $2 AND NOT revoked",
-                &[&user_id, &keep],
-            )
-            .await?;
+            let rows = tx
+                .query(
+                    "UPDATE refresh_families SET revoked = true \
+                     WHERE user_id = $1 AND family <> $2 AND NOT revoked RETURNING family",
+                    &[&user_id, &keep],
+                )
+                .await?;
+            let revoked = rows
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<Vec<String>, _>>()?;
             tx.execute(
                 "DELETE FROM refresh_tokens WHERE family IN \
                  (SELECT family FROM refresh_families WHERE user_id = $1 AND family <> $2)",
@@ -149,7 +164,7 @@ impl RefreshStore for PgStore {
             )
             .await?;
             tx.commit().await?;
-            Ok(())
+            Ok(revoked)
         })?)
     }
 

@@ -75,19 +75,24 @@ return {{'1', v[1], v[2], v[3], v[4] or ''}}
             )),
             revoke_user: Script::new(&format!(
                 r#"{REVOKE_FAMILY}
-for _, family in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+local owned = redis.call('SMEMBERS', KEYS[1])
+for _, family in ipairs(owned) do
   revoke_family(ARGV[1], ARGV[2], family)
 end
 redis.call('DEL', KEYS[1])
-return 1
+return owned
 "#
             )),
             revoke_user_except: Script::new(&format!(
                 r#"{REVOKE_FAMILY}
+local revoked = {{}}
 for _, family in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if family ~= ARGV[3] then revoke_family(ARGV[1], ARGV[2], family) end
+  if family ~= ARGV[3] then
+    revoke_family(ARGV[1], ARGV[2], family)
+    table.insert(revoked, family)
+  end
 end
-return 1
+return revoked
 "#
             )),
         }
@@ -161,9 +166,9 @@ impl RefreshStore for RedisSessions {
         Ok(Self::record(&reply))
     }
 
-    async fn revoke_user(&self, user_id: &str) -> Result<(), SessionError> {
+    async fn revoke_user(&self, user_id: &str) -> Result<Vec<String>, SessionError> {
         let mut conn = self.redis.connection().await?;
-        let _: i64 = self
+        let revoked: Vec<String> = self
             .revoke_user
             .key(format!("{PREFIX}ru:{user_id}"))
             .arg(PREFIX)
@@ -171,12 +176,16 @@ impl RefreshStore for RedisSessions {
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err)?;
-        Ok(())
+        Ok(revoked)
     }
 
-    async fn revoke_user_except(&self, user_id: &str, keep: &str) -> Result<(), SessionError> {
+    async fn revoke_user_except(
+        &self,
+        user_id: &str,
+        keep: &str,
+    ) -> Result<Vec<String>, SessionError> {
         let mut conn = self.redis.connection().await?;
-        let _: i64 = self
+        let revoked: Vec<String> = self
             .revoke_user_except
             .key(format!("{PREFIX}ru:{user_id}"))
             .arg(PREFIX)
@@ -185,7 +194,7 @@ impl RefreshStore for RedisSessions {
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err)?;
-        Ok(())
+        Ok(revoked)
     }
 
     async fn ping(&self) -> bool {

@@ -3,12 +3,15 @@
 //!
 //! Trees: `users` (id → JSON record), `by_email` (folded primary or secondary email → id),
 //! `by_username` (folded username → id), `api_keys` (key hash → JSON), `meta` (format version),
-//! and the `refresh_*` trees of the sessions. Every write changes a record and its index
-//! entries in one transaction, and is acknowledged only after a flush.
+//! the `refresh_*` trees of the sessions, and `revocations` (`revocations.rs`). Every write
+//! changes a record and its index entries in one transaction, and is acknowledged only after
+//! a flush.
 
+mod revocations;
 mod sessions;
 mod users;
 
+pub use revocations::SledRevocations;
 pub use sessions::SledSessions;
 
 use std::path::Path;

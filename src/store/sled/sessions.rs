@@ -206,27 +206,36 @@ impl RefreshStore for SledSessions {
         Ok(revoked)
     }
 
-    async fn revoke_user(&self, user_id: &str) -> Result<(), SessionError> {
-        self.transact(|t| {
-            for family in list(t.users, user_id)? {
-                revoke_family(t, user_id, &family)?;
+    async fn revoke_user(&self, user_id: &str) -> Result<Vec<String>, SessionError> {
+        let revoked = self.transact(|t| {
+            let owned = list(t.users, user_id)?;
+            for family in &owned {
+                revoke_family(t, user_id, family)?;
             }
             t.users.remove(user_id.as_bytes())?;
-            Ok(())
+            Ok(owned)
         })?;
-        self.durable().await
+        self.durable().await?;
+        Ok(revoked)
     }
 
-    async fn revoke_user_except(&self, user_id: &str, keep: &str) -> Result<(), SessionError> {
-        self.transact(|t| {
-            for family in list(t.users, user_id)? {
-                if family != keep {
-                    revoke_family(t, user_id, &family)?;
-                }
+    async fn revoke_user_except(
+        &self,
+        user_id: &str,
+        keep: &str,
+    ) -> Result<Vec<String>, SessionError> {
+        let revoked = self.transact(|t| {
+            let others: Vec<String> = list(t.users, user_id)?
+                .into_iter()
+                .filter(|family| family != keep)
+                .collect();
+            for family in &others {
+                revoke_family(t, user_id, family)?;
             }
-            Ok(())
+            Ok(others)
         })?;
-        self.durable().await
+        self.durable().await?;
+        Ok(revoked)
     }
 
     async fn ping(&self) -> bool {
