@@ -19,6 +19,7 @@ mod logs;
 mod postgres_store;
 mod profile;
 mod recovery;
+mod replicas;
 mod secondary_email;
 mod sessions;
 mod staff;
