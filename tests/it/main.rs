@@ -23,4 +23,5 @@ mod replicas;
 mod secondary_email;
 mod sessions;
 mod staff;
+mod store_migrate;
 mod verifier;

@@ -35,6 +35,7 @@ macro_rules! pg {
     };
 }
 
+mod import;
 mod limits;
 mod migrations;
 mod notify;
@@ -513,6 +514,19 @@ impl PgStore {
                 .query_one("SELECT value FROM shared_secrets WHERE name = $1", &[&name])
                 .await?;
             Ok(row.try_get::<_, Vec<u8>>(0)?)
+        })?)
+    }
+
+    /// The secret `name`, when one is stored.
+    pub async fn find_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(pg!(self, |client| {
+            let row = client
+                .query_opt("SELECT value FROM shared_secrets WHERE name = $1", &[&name])
+                .await?;
+            Ok(match row {
+                Some(row) => Some(row.try_get::<_, Vec<u8>>(0)?),
+                None => None,
+            })
         })?)
     }
 
