@@ -533,3 +533,54 @@ async fn two_replicas_starting_at_once_on_an_empty_database_both_start() {
     }
     assert_eq!(count(&url, "SELECT count(*) FROM users").await, 1);
 }
+
+#[tokio::test]
+async fn an_unreachable_database_is_retried_then_start_fails_in_one_line_within_60s() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("authgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [storage]\ndata_dir = \"{data}\"\n\
+             database_url = \"postgresql://authgate:not-to-be-shown@%2Fnonexistent-authgate-socket/db\"\n\
+             [jwt]\nkeys_dir = \"{keys}\"\n",
+            data = dir.path().join("data").display(),
+            keys = dir.path().join("keys").display(),
+        ),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(70) {
+            let _ = child.kill();
+            panic!("still running after 70 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let took = start.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    assert!(took > Duration::from_secs(5), "retried first: {took:?}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("authgate: PostgreSQL at ") && last.contains("unreachable"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("retrying"), "{stderr}");
+    assert!(!stderr.contains("not-to-be-shown"), "{stderr}");
+    assert!(!dir.path().join("data").exists());
+}
