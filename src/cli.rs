@@ -159,6 +159,10 @@ impl From<StartError> for CliError {
     fn from(e: StartError) -> Self {
         match e {
             StartError::Config(msg) => CliError::Config(ConfigError(msg)),
+            // A database URL the driver cannot use is a bad config too (it names the key).
+            StartError::Database(crate::store::postgres::PgError::Config(msg)) => CliError::Config(
+                ConfigError(format!("config key `storage.database_url`: {msg}")),
+            ),
             other => CliError::Failed(other.to_string()),
         }
     }

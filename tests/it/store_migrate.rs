@@ -305,6 +305,28 @@ async fn migrate_refuses_what_it_cannot_use() {
     assert_eq!(nothing.status.code(), Some(1), "{nothing:?}");
     assert!(String::from_utf8_lossy(&nothing.stderr).contains("no embedded store"));
     assert!(!dir.path().join("none").exists(), "nothing created");
+    // A database URL the driver cannot use is a bad config: exit 2, naming the key.
+    let bad = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["serve", "--config", config])
+        .env(
+            "AUTHGATE_STORAGE__DATABASE_URL",
+            "postgres://app:s3cret-pw@db.internal/auth?sslmode=sometimes",
+        )
+        .env("AUTHGATE_SERVER__LISTEN", "127.0.0.1:0")
+        .env("AUTHGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
+        .env(
+            "AUTHGATE_JWT__KEYS_DIR",
+            dir.path().join("keys").display().to_string(),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("storage.database_url") && err.contains("sslmode"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
     // check-config shows a database URL without its password.
     let shown = Command::new(env!("CARGO_BIN_EXE_authgate"))
         .args(["check-config", "--config", config])
