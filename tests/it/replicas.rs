@@ -584,3 +584,53 @@ async fn an_unreachable_database_is_retried_then_start_fails_in_one_line_within_
     assert!(!stderr.contains("not-to-be-shown"), "{stderr}");
     assert!(!dir.path().join("data").exists());
 }
+
+#[tokio::test]
+async fn with_redis_too_sessions_and_limits_live_there_not_in_the_database() {
+    let Some(server) = PgServer::shared() else {
+        return;
+    };
+    let Some(mut redis) = crate::common::redis::RedisServer::start() else {
+        return;
+    };
+    let url = server.database().await;
+    let sink = SmtpSink::start().await;
+    let keys = shared_keys();
+    let (a, b) = (
+        replica(&url, keys.path(), &sink)
+            .env("AUTHGATE_STORAGE__REDIS_URL", &redis.url())
+            .start(None)
+            .await,
+        replica(&url, keys.path(), &sink)
+            .env("AUTHGATE_STORAGE__REDIS_URL", &redis.url())
+            .start(None)
+            .await,
+    );
+    let reply = a
+        .graphql_as(
+            REGISTER,
+            json!({"e": "ada@example.com", "p": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(reply["data"]["register"]["success"], true, "{reply}");
+    let session = login(&a, "ada@example.com").await;
+    assert_eq!(session["success"], true, "{session}");
+    let moved = b
+        .graphql_as(REFRESH, json!({"t": session["refreshToken"]}), None)
+        .await;
+    assert_eq!(moved["data"]["refreshToken"]["success"], true, "{moved}");
+    assert_eq!(count(&url, "SELECT count(*) FROM users").await, 1);
+    assert_eq!(count(&url, "SELECT count(*) FROM refresh_tokens").await, 0);
+    assert_eq!(count(&url, "SELECT count(*) FROM rate_limits").await, 0);
+
+    redis.stop();
+    let ready = client()
+        .get(format!("{}/readyz", b.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body, json!({"status": "unavailable", "failing": ["redis"]}));
+}
