@@ -1,4 +1,4 @@
-//! The command line: `serve`, `keys`, `user`, `health`, `check-config`. Exit codes: 0 ok, 1 the operation failed,
+//! The command line: `serve`, `keys`, `user`, `store`, `health`, `check-config`. Exit codes: 0 ok, 1 the operation failed,
 //! 2 bad configuration or arguments (clap exits 2 for bad arguments itself).
 
 use std::path::PathBuf;
@@ -48,6 +48,24 @@ enum Command {
     User {
         #[command(subcommand)]
         action: UserCommand,
+    },
+    /// Move the account store.
+    Store {
+        #[command(subcommand)]
+        action: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy the embedded store of the config's data_dir into PostgreSQL (server stopped);
+    /// rows already there are kept, so it can run again. Prints the counts.
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The database, postgres://user:password@host:port/db (sslmode as in libpq).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -141,6 +159,10 @@ impl From<StartError> for CliError {
     fn from(e: StartError) -> Self {
         match e {
             StartError::Config(msg) => CliError::Config(ConfigError(msg)),
+            // A database URL the driver cannot use is a bad config too (it names the key).
+            StartError::Database(crate::store::postgres::PgError::Config(msg)) => CliError::Config(
+                ConfigError(format!("config key `storage.database_url`: {msg}")),
+            ),
             other => CliError::Failed(other.to_string()),
         }
     }
@@ -173,6 +195,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Keys { action } => keys_command(action)?,
         Command::User { action } => user_command(action)?,
+        Command::Store {
+            action: StoreCommand::Migrate { config, to },
+        } => migrate(config, &to)?,
     }
     Ok(())
 }
@@ -263,6 +288,78 @@ fn user_command(action: UserCommand) -> Result<(), CliError> {
     let (id, email) =
         crate::admin::client::create_user(&config, request).map_err(CliError::Failed)?;
     println!("{id} {email}");
+    Ok(())
+}
+
+/// `authgate store migrate`: sled of the config's data_dir into the database at `to`.
+fn migrate(config: Option<PathBuf>, to: &str) -> Result<(), CliError> {
+    use crate::store::migrate::{self, SecretOutcome};
+    use crate::store::sled::{OpenError, SledSessions, SledStore};
+    let config = Config::from_process(config.as_deref())?;
+    init_logging(&config.log);
+    let dir = &config.storage.data_dir;
+    if !dir.join("conf").exists() {
+        return Err(CliError::Failed(format!(
+            "no embedded store in {} (storage.data_dir)",
+            dir.display()
+        )));
+    }
+    let store = SledStore::open(dir).map_err(|e| match e {
+        OpenError::Locked(path) => CliError::Failed(format!(
+            "the store in {path} is in use: stop the server before migrating"
+        )),
+        other => CliError::Failed(other.to_string()),
+    })?;
+    let sessions = match config.storage.redis_url() {
+        Some(_) => None,
+        None => Some(SledSessions::new(store.db()).map_err(|e| CliError::Failed(e.to_string()))?),
+    };
+    let source = migrate::Source {
+        store: &store,
+        sessions: sessions.as_ref(),
+        secrets: vec![
+            (
+                "email_token_key",
+                dir.join(crate::accounts::email_token::KEY_FILE),
+            ),
+            ("seal_key", dir.join(crate::app::SEAL_KEY_FILE)),
+        ],
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let report = runtime.block_on(async {
+        let database = crate::store::postgres::PgStore::connect(to, Default::default())
+            .await
+            .map_err(|e| match e {
+                crate::store::postgres::PgError::Config(what) => {
+                    CliError::Config(ConfigError(format!("--to: {what}")))
+                }
+                other => CliError::Failed(other.to_string()),
+            })?;
+        migrate::sled_to_postgres(source, &database)
+            .await
+            .map_err(CliError::Failed)
+    })?;
+    println!("users: {}", report.users);
+    println!("api keys: {}", report.api_keys);
+    match report.refresh_tokens {
+        Some(counts) => println!("refresh tokens: {counts}"),
+        None => println!("refresh tokens: in Redis (storage.redis_url), left there"),
+    }
+    for (name, outcome) in report.secrets {
+        let said = match outcome {
+            SecretOutcome::Absent => "none in the data directory",
+            SecretOutcome::Copied => "copied",
+            SecretOutcome::Present => "already in the database",
+            SecretOutcome::Differs => {
+                "the database holds another one and keeps it (tokens made before do not carry over)"
+            }
+        };
+        println!("{name}: {said}");
+    }
+    println!("verified: every row of the store is in the database");
     Ok(())
 }
 

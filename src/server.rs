@@ -1,6 +1,6 @@
 //! Assembles the running server: the public listener (proxy), the admin listener, the
-//! background key watcher and the revocation list's, on Pingora; then runs until
-//! SIGTERM/SIGINT.
+//! background key watcher, the revocation list's and (with a database) the database
+//! follower, on Pingora; then runs until SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +65,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
     admin.add_dependency(&public);
     server.add_service(watcher);
     server.add_service(revocations);
+    if let (Some(database), Some(accounts)) = (&app.database, &app.accounts) {
+        server.add_service(background_service(
+            "authgate database follower",
+            DatabaseFollower {
+                database: database.clone(),
+                accounts: accounts.clone(),
+            },
+        ));
+    }
     // The ports as bound (port 0 resolved): what a supervisor, or the integration tests, read
     // to find a server started on `127.0.0.1:0`.
     tracing::info!(
@@ -145,6 +154,22 @@ impl Port {
             service.add_tcp_with_settings(&addr, options);
         } else {
             service.add_tcp(&addr);
+        }
+    }
+}
+
+/// Keeps this replica's caches in step with the others' changes (`app::follow_database`).
+struct DatabaseFollower {
+    database: crate::store::postgres::PgStore,
+    accounts: Arc<crate::accounts::Accounts>,
+}
+
+#[async_trait]
+impl BackgroundService for DatabaseFollower {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        tokio::select! {
+            _ = crate::app::follow_database(self.database.clone(), self.accounts.clone()) => {}
+            _ = shutdown.changed() => {}
         }
     }
 }

@@ -53,7 +53,8 @@ pub struct EmailTokens {
     key: [u8; 32],
 }
 
-const KEY_FILE: &str = "email-token.key";
+/// The key's file in the data directory (one process; replicas keep it in their database).
+pub const KEY_FILE: &str = "email-token.key";
 
 impl EmailTokens {
     pub fn new(key: [u8; 32]) -> EmailTokens {

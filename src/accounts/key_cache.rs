@@ -8,7 +8,8 @@ const CACHE_TTL: i64 = 60;
 const CACHE_ENTRIES: usize = 10_000;
 
 /// Recently resolved API keys: hash → owner, bounded (quick_cache: sharded, S3-FIFO). A
-/// revoke or a deletion in this process removes the entries at once.
+/// revoke or a deletion in this process removes the entries at once; one in another replica
+/// when the store announces it (`Accounts::forget_api_key` and friends).
 pub(super) struct KeyCache {
     entries: quick_cache::sync::Cache<String, CachedKey>,
 }
@@ -44,6 +45,10 @@ impl KeyCache {
 
     pub(super) fn forget(&self, hash: &str) {
         self.entries.remove(hash);
+    }
+
+    pub(super) fn clear(&self) {
+        self.entries.clear();
     }
 
     pub(super) fn forget_user(&self, user_id: &str) {

@@ -202,11 +202,25 @@ impl Accounts {
         &self.core.revocations
     }
 
+    /// Both stores asked at once, so a store that is down costs one time budget, not two.
     pub async fn health(&self) -> Health {
-        Health {
-            users: self.core.users.ping().await,
-            sessions: self.core.sessions.ping().await,
-        }
+        let (users, sessions) = tokio::join!(self.core.users.ping(), self.core.sessions.ping());
+        Health { users, sessions }
+    }
+
+    /// Forgets the cached owner of the API key with this hash (changed elsewhere).
+    pub fn forget_api_key(&self, hash: &str) {
+        self.core.key_cache.forget(hash);
+    }
+
+    /// Forgets everything cached about this user (changed elsewhere).
+    pub fn forget_user(&self, user_id: &str) {
+        self.core.key_cache.forget_user(user_id);
+    }
+
+    /// Forgets every cached lookup (changes elsewhere may have been missed).
+    pub fn forget_cached(&self) {
+        self.core.key_cache.clear();
     }
 
     /// Makes every acknowledged write durable (on shutdown).

@@ -1,5 +1,6 @@
-//! The CLI side of account administration: straight into the store when no server holds it,
-//! otherwise through the running server's admin listener.
+//! The CLI side of account administration: straight into the store when no server holds it
+//! (always, with a database: every replica and the CLI share it), otherwise through the
+//! running server's admin listener.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -8,21 +9,22 @@ use std::time::Duration;
 
 use super::CreateUser;
 use crate::accounts::Failure;
+use crate::app::StartError;
 use crate::config::Config;
-use crate::store::sled::{OpenError, SledStore};
+use crate::store::sled::OpenError;
 
 /// Creates an account; returns its id and email, or a one-line reason.
 pub fn create_user(config: &Config, request: CreateUser) -> Result<(String, String), String> {
-    match SledStore::open(&config.storage.data_dir) {
-        Ok(store) => create_locally(config, store, request),
-        Err(OpenError::Locked(_)) => create_remotely(config, &request),
+    match crate::app::open_stores(config) {
+        Ok(stores) => create_locally(config, stores, request),
+        Err(StartError::Store(OpenError::Locked(_))) => create_remotely(config, &request),
         Err(e) => Err(e.to_string()),
     }
 }
 
 fn create_locally(
     config: &Config,
-    store: SledStore,
+    stores: crate::app::Stores,
     request: CreateUser,
 ) -> Result<(String, String), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -39,9 +41,8 @@ fn create_locally(
             config.jwt.access_ttl,
             config.jwt.leeway,
         ));
-        let store = Arc::new(store);
         let accounts =
-            crate::app::build_accounts(config, store.clone(), tokens).map_err(|e| e.to_string())?;
+            crate::app::build_accounts(config, stores, tokens).map_err(|e| e.to_string())?;
         let links = crate::app::native_links(config);
         let user = super::create(&accounts, links.as_ref(), request)
             .await

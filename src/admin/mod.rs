@@ -96,15 +96,22 @@ impl Admin {
         }
         if let Some(accounts) = &self.app.accounts {
             let health = accounts.health().await;
+            let storage = &self.app.config.storage;
+            let users = if storage.database_url().is_some() {
+                "database"
+            } else {
+                "store"
+            };
+            let sessions = match (storage.redis_url(), storage.database_url()) {
+                (Some(_), _) => "redis",
+                (None, Some(_)) => "database",
+                (None, None) => "sessions",
+            };
             if !health.users {
-                failing.push("store");
+                failing.push(users);
             }
-            if !health.sessions {
-                failing.push(if self.app.config.storage.redis_url.is_none() {
-                    "sessions"
-                } else {
-                    "redis"
-                });
+            if !health.sessions && !failing.contains(&sessions) {
+                failing.push(sessions);
             }
         }
         failing

@@ -55,6 +55,7 @@ pub struct ServerSection {
 pub struct StorageSection {
     pub data_dir: PathBuf,
     pub redis_url: String,
+    pub database_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,6 +220,7 @@ impl Default for StorageSection {
         StorageSection {
             data_dir: "./data".into(),
             redis_url: String::new(),
+            database_url: String::new(),
         }
     }
 }

@@ -193,9 +193,44 @@ pub struct Server {
 
 #[derive(Debug, Clone)]
 pub struct Storage {
+    /// sled's directory; nothing is written there with a database.
     pub data_dir: PathBuf,
-    /// Redis for sessions and rate limits; `None`: embedded.
-    pub redis_url: Option<String>,
+    pub backend: Backend,
+}
+
+/// Where the account state lives. The variants are all there is: with a database, sessions and
+/// rate limits are shared (Redis or the database itself), so no configuration can give
+/// replicas sharing one account base separate session or limit state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// One process: users in sled; sessions in sled and rate limits in memory, or both in
+    /// Redis.
+    Embedded { redis_url: Option<String> },
+    /// N replicas: users in PostgreSQL; sessions and rate limits in Redis when set, else in
+    /// PostgreSQL too.
+    Database {
+        database_url: String,
+        redis_url: Option<String>,
+    },
+}
+
+impl Storage {
+    /// Redis for sessions and rate limits, when configured.
+    pub fn redis_url(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Embedded { redis_url } | Backend::Database { redis_url, .. } => {
+                redis_url.as_deref()
+            }
+        }
+    }
+
+    /// PostgreSQL for everything else, when configured.
+    pub fn database_url(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Database { database_url, .. } => Some(database_url),
+            Backend::Embedded { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -390,6 +425,7 @@ impl Config {
             copy.email.smtp_password = "<redacted>".into();
         }
         copy.storage.redis_url = values::redact_url_password(&copy.storage.redis_url);
+        copy.storage.database_url = values::redact_database_url(&copy.storage.database_url);
         toml::to_string(&copy).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
@@ -459,6 +495,26 @@ impl Config {
                 "must start with redis://, rediss:// or unix://",
             ));
         }
+        let database = &f.storage.database_url;
+        if !database.is_empty()
+            && !["postgres://", "postgresql://"]
+                .iter()
+                .any(|scheme| database.starts_with(scheme))
+        {
+            return Err(ConfigError::at(
+                "storage.database_url",
+                "must start with postgres:// or postgresql://",
+            ));
+        }
+        let backend = match non_empty(database) {
+            None => Backend::Embedded {
+                redis_url: non_empty(redis),
+            },
+            Some(database_url) => Backend::Database {
+                database_url,
+                redis_url: non_empty(redis),
+            },
+        };
         let link_base = match f.email.link_base_url.as_str() {
             "" => public_url.clone(),
             text => HttpUrl::parse(text).map_err(|e| ConfigError::at("email.link_base_url", e))?,
@@ -483,7 +539,7 @@ impl Config {
             },
             storage: Storage {
                 data_dir: f.storage.data_dir.clone(),
-                redis_url: non_empty(redis),
+                backend,
             },
             jwt: Jwt {
                 keys_dir: f.jwt.keys_dir.clone(),
@@ -800,7 +856,8 @@ mod tests {
         assert_eq!(config.jwt.access_ttl.as_secs(), 900);
         assert_eq!(config.jwt.issuer, "http://127.0.0.1:8080");
         assert_eq!(config.email.link_base.as_str(), "http://127.0.0.1:8080");
-        assert!(config.storage.redis_url.is_none() && config.jwt.audience.is_none());
+        assert!(config.storage.redis_url().is_none() && config.jwt.audience.is_none());
+        assert!(config.storage.database_url().is_none());
         assert!(matches!(config.email.transport, Transport::Log));
         assert_eq!(config.routes.len(), 1);
     }
@@ -1125,5 +1182,41 @@ mod tests {
         // The rendered TOML loads back.
         let again = load(&text, &[]).unwrap();
         assert_eq!(again.server.listen, config.server.listen);
+    }
+
+    #[test]
+    fn a_database_shares_sessions_and_limits_and_shows_without_its_password() {
+        let config = load(
+            "[storage]\ndatabase_url = \"postgres://app:s3cret@db.internal:5433/auth?sslmode=require\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            config.storage.backend,
+            Backend::Database {
+                database_url: "postgres://app:s3cret@db.internal:5433/auth?sslmode=require".into(),
+                redis_url: None,
+            }
+        );
+        let text = config.to_redacted_toml();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("postgres://app:<redacted>@db.internal:5433/auth?sslmode=require"),
+            "{text}"
+        );
+        let with_redis = load(
+            "[storage]\ndatabase_url = \"postgresql://db/auth\"\n",
+            &[("AUTHGATE_STORAGE__REDIS_URL", "redis://r:6379")],
+        )
+        .unwrap();
+        assert_eq!(with_redis.storage.redis_url(), Some("redis://r:6379"));
+        assert_eq!(
+            with_redis.storage.database_url(),
+            Some("postgresql://db/auth")
+        );
+        let from_env = load("", &[("AUTHGATE_STORAGE__DATABASE_URL", "postgres://db/x")]).unwrap();
+        assert_eq!(from_env.storage.database_url(), Some("postgres://db/x"));
+        let err = load("[storage]\ndatabase_url = \"mysql://db/x\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("storage.database_url"), "{err}");
     }
 }

@@ -362,9 +362,70 @@ pub fn redact_url_password(url: &str) -> String {
     }
 }
 
+/// A PostgreSQL URL as it may be shown: the password in the user info, and a `password`
+/// parameter, replaced by `<redacted>`; host, port, user, database and the other parameters
+/// stay readable. Unlike Redis, a lone user info (`postgres://app@db`) is the user name.
+pub fn redact_database_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let (head, query) = match url.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (url, None),
+    };
+    let rest = &head[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let mut out = match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!(
+                "{}{user}:<redacted>{}",
+                &head[..scheme_end + 3],
+                &rest[at..]
+            ),
+            None => head.to_string(),
+        },
+        None => head.to_string(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                    format!("{key}=<redacted>")
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_urls_lose_only_their_passwords() {
+        assert_eq!(redact_database_url(""), "");
+        assert_eq!(
+            redact_database_url("postgres://app:pw@db:5432/auth"),
+            "postgres://app:<redacted>@db:5432/auth"
+        );
+        assert_eq!(
+            redact_database_url("postgres://app@db/auth"),
+            "postgres://app@db/auth"
+        );
+        assert_eq!(
+            redact_database_url("postgresql://app:p%40ss@db/auth?sslmode=verify-full&password=x"),
+            "postgresql://app:<redacted>@db/auth?sslmode=verify-full&password=<redacted>"
+        );
+        assert_eq!(
+            redact_database_url("postgres://%2Fvar%2Frun/auth?user=a&password=b"),
+            "postgres://%2Fvar%2Frun/auth?user=a&password=<redacted>"
+        );
+    }
 
     #[test]
     fn durations_round_trip() {

@@ -459,6 +459,19 @@ async fn craft_client_flow_from_register_to_delete() {
         .send("mutation { deleteRefreshTokens }", json!({}))
         .await;
     assert_eq!(craft_error(&anonymous), INVALID_HEADER);
+    // The first session's access token died with its refresh token (SPEC §13): a live one.
+    let dead = call()
+        .auth(&jwt)
+        .send("mutation { deleteRefreshTokens }", json!({}))
+        .await;
+    assert_eq!(craft_error(&dead), INVALID_HEADER);
+    let live = call()
+        .send(
+            &authenticate(),
+            json!({"email": "james@example.com", "password": PASSWORD}),
+        )
+        .await;
+    let jwt = jwt_of(&live, "authenticate");
     let all = call()
         .auth(&jwt)
         .send("mutation { deleteRefreshTokens }", json!({}))
@@ -1183,10 +1196,14 @@ async fn craft_under_load_and_with_dependencies_down() {
 }
 
 suite!(craft_sessions_on_every_backend, |backend| {
-    let redis = match backend {
-        Backend::Sled => None,
+    let (redis, database) = match backend {
+        Backend::Sled => (None, None),
         Backend::Redis => match crate::common::redis::RedisServer::start() {
-            Some(redis) => Some(redis),
+            Some(redis) => (Some(redis), None),
+            None => return,
+        },
+        Backend::Postgres => match crate::common::postgres::PgServer::shared() {
+            Some(pg) => (None, Some(pg.database().await)),
             None => return,
         },
     };
@@ -1194,6 +1211,9 @@ suite!(craft_sessions_on_every_backend, |backend| {
     let mut env = Vec::new();
     if let Some(url) = &url {
         env.push(("AUTHGATE_STORAGE__REDIS_URL", url.as_str()));
+    }
+    if let Some(url) = &database {
+        env.push(("AUTHGATE_STORAGE__DATABASE_URL", url.as_str()));
     }
     let s = setup(&env).await;
     let gate = &s.gate;
@@ -1227,9 +1247,15 @@ suite!(craft_sessions_on_every_backend, |backend| {
             &authenticate(),
             json!({"email": "dak@example.com", "password": PASSWORD}),
         )
-        .await
-        .cookie(COOKIE)
-        .unwrap();
+        .await;
+    // The reused family's access token is refused now; the other session's works.
+    let refused = call()
+        .auth(&jwt)
+        .send("mutation { deleteRefreshTokens }", json!({}))
+        .await;
+    assert_eq!(craft_error(&refused), INVALID_HEADER);
+    let jwt = jwt_of(&other, "authenticate");
+    let other = other.cookie(COOKIE).unwrap();
     let all = call()
         .auth(&jwt)
         .send("mutation { deleteRefreshTokens }", json!({}))

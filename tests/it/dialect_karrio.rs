@@ -68,7 +68,7 @@ async fn karrio_on(backend: Backend, env: &[(&str, &str)]) -> Option<Karrio> {
         .env("AUTHGATE_ACCOUNTS__ARGON2_MEMORY_KIB", "1024")
         .env("AUTHGATE_ACCOUNTS__ARGON2_ITERATIONS", "1")
         .routes(KARRIO);
-    let (mut builder, server) = backend.apply(builder)?;
+    let (mut builder, server) = backend.apply(builder).await?;
     for (k, v) in env {
         builder = builder.env(k, v);
     }
@@ -322,6 +322,15 @@ suite!(karrio_dashboard_flow_register_to_delete, |backend| {
         .rest("/karrio/api/token/refresh", json!({"refresh": next}))
         .await;
     assert_eq!(family.status, 401, "the family died with the reuse");
+    // Its access token died with it (SPEC §13); a new login has a live one.
+    let dead = k
+        .rest("/karrio/api/token/verify", json!({"token": access}))
+        .await;
+    assert_eq!(dead.status, 401, "{}", dead.text);
+    let access = k.login("ana@example.com", PASSWORD).await.body["access"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // verify: 200 {} for a good token, 401 for a forged one.
     let ok = k

@@ -48,7 +48,7 @@ fn gateway_builder(sink: &SmtpSink) -> Builder {
 
 async fn gateway(backend: Backend, env: &[(&str, &str)], upstream: &Upstream) -> Option<Gateway> {
     let sink = SmtpSink::start().await;
-    let (mut builder, backend) = backend.apply(gateway_builder(&sink))?;
+    let (mut builder, backend) = backend.apply(gateway_builder(&sink)).await?;
     for (k, v) in env {
         builder = builder.env(k, v);
     }

@@ -1,5 +1,6 @@
-//! Sessions and rate limits against the running binary. The same suite runs against both
-//! session backends: the embedded store, and a real `redis-server` on a unix socket.
+//! Sessions and rate limits against the running binary. The same suite runs against every
+//! session backend: the embedded store, a real `redis-server` on a unix socket, and a real
+//! PostgreSQL holding everything.
 
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,7 @@ async fn setup(backend: Backend, env: &[(&str, &str)]) -> Option<Setup> {
         .env("AUTHGATE_RATE_LIMIT__LOGIN", "1000/1m")
         .env("AUTHGATE_RATE_LIMIT__REGISTER", "1000/1h")
         .routes("[[routes]]\nprefix = \"/api\"\nupstream = \"{upstream}\"\n");
-    let (mut builder, backend) = backend.apply(builder)?;
+    let (mut builder, backend) = backend.apply(builder).await?;
     for (k, v) in env {
         builder = builder.env(k, v);
     }

@@ -90,7 +90,7 @@ async fn setup(backend: Backend, env: &[(&str, &str)], routes: &str) -> Option<S
         .env("AUTHGATE_RATE_LIMIT__LOGIN", "1000/1m")
         .env("AUTHGATE_RATE_LIMIT__REGISTER", "1000/1h")
         .routes(routes);
-    let (mut builder, backend) = backend.apply(builder)?;
+    let (mut builder, backend) = backend.apply(builder).await?;
     for (k, v) in env {
         builder = builder.env(k, v);
     }

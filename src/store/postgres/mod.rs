@@ -35,6 +35,7 @@ macro_rules! pg {
     };
 }
 
+mod import;
 mod limits;
 mod migrations;
 mod notify;
@@ -441,7 +442,9 @@ impl PgStore {
             .max_size(options.max_connections.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(options.op_timeout))
-            .create_timeout(Some(options.connect_timeout))
+            // Bounded by the call's own deadline; a burst of new connections on a busy
+            // database may take longer than one connect alone.
+            .create_timeout(Some(options.op_timeout))
             .recycle_timeout(Some(options.connect_timeout))
             .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
                 let settings = settings.clone();
@@ -515,6 +518,19 @@ impl PgStore {
         })?)
     }
 
+    /// The secret `name`, when one is stored.
+    pub async fn find_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(pg!(self, |client| {
+            let row = client
+                .query_opt("SELECT value FROM shared_secrets WHERE name = $1", &[&name])
+                .await?;
+            Ok(match row {
+                Some(row) => Some(row.try_get::<_, Vec<u8>>(0)?),
+                None => None,
+            })
+        })?)
+    }
+
     /// The key that signs email tokens (activation, reset, ...), shared by every replica.
     pub async fn email_token_key(&self) -> Result<[u8; 32], StoreError> {
         let candidate: [u8; 32] = rand::random();
@@ -522,6 +538,21 @@ impl PgStore {
         value
             .try_into()
             .map_err(|_| StoreError::backend("shared secret email_token_key: not 32 bytes"))
+    }
+
+    /// The key that seals secrets at rest (`accounts::sealing`), shared by every replica.
+    pub async fn seal_key(&self) -> Result<[u8; 32], StoreError> {
+        let candidate: [u8; 32] = rand::random();
+        let value = self.ensure_secret("seal_key", &candidate).await?;
+        value
+            .try_into()
+            .map_err(|_| StoreError::backend("shared secret seal_key: not 32 bytes"))
+    }
+
+    /// Closes the idle connections of the pool: after calls made on a runtime that is about
+    /// to end (the start-up's), whose connections would end with it.
+    pub fn release_idle(&self) {
+        self.inner.pool.retain(|_, _| false);
     }
 
     /// The admin listener's token, shared by every replica (64 hex digits).

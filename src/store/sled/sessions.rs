@@ -129,6 +129,19 @@ impl SledSessions {
     async fn durable(&self) -> Result<(), SessionError> {
         self.db.flush_async().await.map(|_| ()).map_err(err)
     }
+
+    /// Every stored refresh token: its hash, its record and whether it was used (for
+    /// `authgate store migrate`; used tokens must go along for reuse detection to hold).
+    pub fn export(&self) -> Result<Vec<(String, RefreshRecord, bool)>, SessionError> {
+        let mut all = Vec::new();
+        for entry in self.tokens.iter() {
+            let (hash, bytes) = entry.map_err(err)?;
+            let stored: Stored = serde_json::from_slice(&bytes).map_err(err)?;
+            let hash = String::from_utf8(hash.to_vec()).map_err(err)?;
+            all.push((hash, stored.record, stored.used));
+        }
+        Ok(all)
+    }
 }
 
 #[async_trait]

@@ -178,6 +178,21 @@ fn decode_key(bytes: &[u8]) -> Result<ApiKey, StoreError> {
 }
 
 impl SledStore {
+    /// Every API key (for `authgate store migrate`).
+    pub fn all_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.api_keys
+            .iter()
+            .values()
+            .map(|value| decode_key(&value.map_err(backend)?))
+            .collect()
+    }
+
+    /// A number at least as high as every serial handed out so far.
+    pub fn serials_handed_out(&self) -> Result<i64, StoreError> {
+        let id = self.db.generate_id().map_err(backend)?;
+        i64::try_from(id).map_err(backend)
+    }
+
     fn scan_keys(&self, user_id: &str) -> Result<Vec<ApiKey>, StoreError> {
         let mut keys = Vec::new();
         for value in self.api_keys.iter().values() {
