@@ -7,6 +7,7 @@
 //! name in `config::DialectKind`).
 
 mod craft;
+mod datetime;
 mod django;
 mod karrio;
 mod krypton;

@@ -487,6 +487,19 @@ async fn craft_client_flow_from_register_to_delete() {
         .send(&refresh(), json!({}))
         .await;
     assert_eq!(craft_error(&ended), INVALID_REFRESH);
+    // Logging out everywhere also ended the access token it was called with (SPEC §13).
+    let after = call()
+        .auth(&jwt)
+        .send("{ viewer { email } }", json!({}))
+        .await;
+    assert_eq!(craft_error(&after), INVALID_HEADER);
+    let again = call()
+        .send(
+            &authenticate(),
+            json!({"email": "james@example.com", "password": PASSWORD}),
+        )
+        .await;
+    let jwt = jwt_of(&again, "authenticate");
 
     // updateViewer: names, then the email (unverified at once, confirmed by its link).
     let named = call()
@@ -569,8 +582,9 @@ async fn craft_client_flow_from_register_to_delete() {
         )
         .await;
     assert_eq!(craft_error(&gone), INVALID_LOGIN);
+    // The deleted account's token is refused outright (SPEC §13).
     let viewer = call().auth(&jwt).send(VIEWER, json!({})).await;
-    assert_eq!(craft_error(&viewer), "We couldn't find any matching users");
+    assert_eq!(craft_error(&viewer), INVALID_HEADER);
 
     // The log has the requests, and none of the secrets they carried.
     let log = gate.log();

@@ -7,8 +7,7 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    Context, EmptySubscription, ErrorExtensions, InputValueError, InputValueResult, Interface,
-    Object, Scalar, ScalarType, Schema, SimpleObject, Value, ID,
+    Context, EmptySubscription, ErrorExtensions, Interface, Object, Schema, SimpleObject, Value, ID,
 };
 
 use super::{State, SCHEMA_NAME};
@@ -16,6 +15,7 @@ use crate::accounts::{
     Code, Failure, Field, LoginRequest, ProfileUpdate, Purpose, SignUp, TokenPair, User,
 };
 use crate::config;
+use crate::dialects::datetime::DateTime;
 use crate::graphql::Caller;
 
 pub type CraftSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -190,29 +190,6 @@ fn names(
         None => (None, None),
     };
     (first.or(full_first), last.or(full_last))
-}
-
-/// Craft's `DateTime`: ISO-8601 with the offset written out, `2026-12-02T19:00:00+00:00`.
-pub struct DateTime(pub i64);
-
-#[Scalar(name = "DateTime")]
-impl ScalarType for DateTime {
-    fn parse(value: Value) -> InputValueResult<Self> {
-        match &value {
-            Value::String(text) => humantime::parse_rfc3339_weak(text)
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| DateTime(d.as_secs() as i64))
-                .ok_or_else(|| InputValueError::custom("expected an ISO-8601 date")),
-            _ => Err(InputValueError::expected_type(value)),
-        }
-    }
-
-    fn to_value(&self) -> Value {
-        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.0.max(0) as u64);
-        let text = humantime::format_rfc3339_seconds(at).to_string();
-        Value::String(format!("{}+00:00", text.trim_end_matches('Z')))
-    }
 }
 
 /// A Craft user element, over an account.
@@ -704,14 +681,6 @@ mod tests {
         assert_eq!(account_key(id), id);
         assert_eq!(account_key("0190a1b2-c3d4-e5f6-0718-293a4b5c6d7e"), id);
         assert_eq!(account_key(" not-a-uuid "), "not-a-uuid");
-    }
-
-    #[test]
-    fn dates_carry_their_offset() {
-        assert_eq!(
-            DateTime(1_607_222_893).to_value(),
-            Value::String("2020-12-06T02:48:13+00:00".into())
-        );
     }
 
     #[test]

@@ -8,13 +8,13 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    Context, EmptySubscription, ErrorExtensions, InputObject, InputValueError, InputValueResult,
-    Object, Scalar, ScalarType, Schema, SimpleObject, Value,
+    Context, EmptySubscription, ErrorExtensions, InputObject, Object, Schema, SimpleObject,
 };
 
 use super::State;
 use crate::accounts::{Code, Failure, Field, ProfileUpdate, Purpose, ShownKey, SignUp, User};
 use crate::config;
+use crate::dialects::datetime::DateTime;
 use crate::graphql::Caller;
 
 pub type KarrioSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -135,29 +135,6 @@ fn user_id<'a>(ctx: &Context<'a>) -> Option<&'a str> {
 
 fn client_ip(ctx: &Context<'_>) -> Option<std::net::IpAddr> {
     caller(ctx).and_then(|c| c.client_ip)
-}
-
-/// `DateTime`: ISO-8601 with its offset, as Django writes it (`2021-12-15T22:32:34+00:00`).
-pub struct DateTime(pub i64);
-
-#[Scalar(name = "DateTime")]
-impl ScalarType for DateTime {
-    fn parse(value: Value) -> InputValueResult<Self> {
-        match &value {
-            Value::String(text) => humantime::parse_rfc3339_weak(text)
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| DateTime(d.as_secs() as i64))
-                .ok_or_else(|| InputValueError::custom("expected an ISO-8601 date and time")),
-            _ => Err(InputValueError::expected_type(value)),
-        }
-    }
-
-    fn to_value(&self) -> Value {
-        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.0.max(0) as u64);
-        let text = humantime::format_rfc3339_seconds(at).to_string();
-        Value::String(text.replace('Z', "+00:00"))
-    }
 }
 
 /// `UserType`: the caller's account as Karrio shows it.
@@ -658,13 +635,5 @@ mod tests {
         );
         assert_eq!(names("Cher"), ("Cher".into(), String::new()));
         assert_eq!(names(""), (String::new(), String::new()));
-    }
-
-    #[test]
-    fn dates_carry_their_offset() {
-        assert_eq!(
-            DateTime(1_639_607_554).to_value(),
-            Value::String("2021-12-15T22:32:34+00:00".into())
-        );
     }
 }
