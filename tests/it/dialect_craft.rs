@@ -1207,6 +1207,16 @@ async fn craft_under_load_and_with_dependencies_down() {
     for answer in refused {
         assert_eq!(craft_error(answer), INVALID_REFRESH);
     }
+    // The other nine were reuse, which revoked the family: the new pair with it (RFC 9700),
+    // however the rotation and the revocation interleaved.
+    let new_token = fresh[0].body["data"]["refreshToken"]["refreshToken"]
+        .as_str()
+        .expect("the new refresh token")
+        .to_string();
+    let after = Call::new(gate, GQL)
+        .send(&query, json!({"refreshToken": new_token}))
+        .await;
+    assert_eq!(craft_error(&after), INVALID_REFRESH, "{}", after.text);
 }
 
 suite!(craft_sessions_on_every_backend, |backend| {
