@@ -449,3 +449,61 @@ async fn krypton_client_flow_and_errors() {
     assert_eq!(get(gate, "/krypton/unknown/path").await.status, 404);
     assert_eq!(get(gate, "/krypton").await.status, 200, "GraphiQL");
 }
+
+#[tokio::test]
+async fn a_store_that_is_down_leaves_the_refresh_cookie_be() {
+    let Some(mut redis) = crate::common::redis::RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    let s = setup(&[("AUTHGATE_STORAGE__REDIS_URL", url.as_str())]).await;
+    let gate = &s.gate;
+    let call = || Call::new(gate, GQL);
+    let reg = call()
+        .send(
+            REGISTER,
+            json!({"fields": {"email": "leia@example.com", "password": PASSWORD}}),
+        )
+        .await;
+    assert_eq!(reg.body["data"]["register"], true, "{}", reg.text);
+    let login = call()
+        .send(
+            LOGIN,
+            json!({"email": "leia@example.com", "password": PASSWORD}),
+        )
+        .await;
+    let cookie = login
+        .cookie(COOKIE)
+        .unwrap_or_else(|| panic!("{}", login.text));
+
+    // Sessions unreachable: the refresh says so and the browser keeps its session cookie,
+    // since the session may well be alive.
+    redis.stop();
+    let down = call()
+        .cookie(COOKIE, &cookie)
+        .send(REFRESH, json!({}))
+        .await;
+    assert_eq!(
+        krypton_error(&down).0,
+        "ServiceUnavailableError",
+        "{}",
+        down.text
+    );
+    assert_eq!(down.set_cookie(COOKIE), None, "the cookie stays");
+
+    // A dead token still clears it.
+    redis.restart();
+    eventually(
+        std::time::Duration::from_secs(10),
+        "a refused refresh once Redis is back",
+        || async {
+            let dead = call()
+                .cookie(COOKIE, "not-a-live-refresh-token")
+                .send(REFRESH, json!({}))
+                .await;
+            dead.body["errors"][0]["type"] != "ServiceUnavailableError"
+                && dead.set_cookie(COOKIE).is_some()
+        },
+    )
+    .await;
+}

@@ -669,12 +669,12 @@ impl Mutation {
                     token: pair.token,
                 }))
             }
-            Err(failure) => {
+            // A store that is down says so and leaves the cookie be (the session may well be
+            // alive); a dead token goes.
+            Err(failure) if failure.is(Code::ServiceUnavailable) => Err(failed(failure)),
+            Err(_) => {
                 set_cookie(ctx, None);
-                Err(match failure.code() {
-                    Some(Code::ServiceUnavailable) => failed(failure),
-                    _ => please_login(),
-                })
+                Err(please_login())
             }
         }
     }
