@@ -17,6 +17,8 @@ pub struct SledSessions {
     /// Families revoked lately, to the Unix second until which nothing is issued into them:
     /// a rotation racing the reuse that revoked its family must not leave a live token.
     revoked: sled::Tree,
+    /// When the tombstones were last swept (Unix seconds).
+    swept: std::sync::atomic::AtomicI64,
 }
 
 /// How long a revoked family refuses new tokens. A rotation stores its new token a few
@@ -97,6 +99,7 @@ impl SledSessions {
             families: open("refresh_families")?,
             users: open("refresh_users")?,
             revoked: open("refresh_revoked")?,
+            swept: Default::default(),
         })
     }
 
@@ -114,9 +117,19 @@ impl SledSessions {
             .map_err(tx_err)
     }
 
-    /// Drops the tombstones past their time (they are few: one per family revoked within
-    /// the last [`TOMBSTONE_SECS`]).
+    /// Drops the tombstones past their time, at most once a minute (they are few: one per
+    /// family revoked within the last [`TOMBSTONE_SECS`]).
     fn sweep_tombstones(&self, now: i64) {
+        use std::sync::atomic::Ordering;
+        let last = self.swept.load(Ordering::Relaxed);
+        if now - last < 60
+            || self
+                .swept
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
         for (family, until) in self.revoked.iter().flatten() {
             if until_of(&until) < now {
                 let _ = self
