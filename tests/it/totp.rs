@@ -653,6 +653,54 @@ async fn dialects_serve_totp_and_take_otp_where_the_password_goes() {
     assert_eq!(kind(&wrong), "WrongOtpError", "{}", wrong.text);
     let bad_password = call(json!({"email": EMAIL, "password": "nope-nope", "otp": "0"})).await;
     assert_eq!(kind(&bad_password), "UserNotFoundError");
+
+    // craft: authenticate(email, password, otp); a code owed is requiresTwoFactor, no tokens.
+    let craft = "mutation A($e: String!, $p: String!, $o: String) {
+      authenticate(email: $e, password: $p, otp: $o) { jwt refreshToken requiresTwoFactor user { id } } }";
+    let owed = Call::new(gate, "/craft/api")
+        .send(craft, json!({"e": EMAIL, "p": PASSWORD}))
+        .await;
+    let auth = &owed.body["data"]["authenticate"];
+    assert_eq!(auth["requiresTwoFactor"], true, "{}", owed.text);
+    assert!(auth["jwt"].is_null() && auth["refreshToken"].is_null() && auth["user"].is_null());
+    assert!(owed.set_cookie("gql_refreshToken").is_none());
+    let wrong = Call::new(gate, "/craft/api")
+        .send(craft, json!({"e": EMAIL, "p": PASSWORD, "o": "0"}))
+        .await;
+    assert!(wrong.body["data"].is_null(), "{}", wrong.text);
+    let done = Call::new(gate, "/craft/api")
+        .send(
+            craft,
+            json!({"e": EMAIL, "p": PASSWORD, "o": text(&codes[1])}),
+        )
+        .await;
+    let auth = &done.body["data"]["authenticate"];
+    assert_eq!(auth["requiresTwoFactor"], false, "{}", done.text);
+    assert_eq!(
+        jwt_claims(&text(&auth["jwt"]))["amr"],
+        json!(["pwd", "otp"])
+    );
+
+    // karrio: the REST login takes otp beside the password.
+    let rest = |body: Value| async move {
+        Call::new(gate, "/karrio/api/token")
+            .raw("application/json", body.to_string().into_bytes())
+            .await
+    };
+    let code_of = |answer: &dialect::Answer| text(&answer.body["errors"][0]["code"]);
+    let owed = rest(json!({"email": EMAIL, "password": PASSWORD})).await;
+    assert_eq!((owed.status, code_of(&owed)), (401, "otp_required".into()));
+    let wrong = rest(json!({"email": EMAIL, "password": PASSWORD, "otp": "0"})).await;
+    assert_eq!((wrong.status, code_of(&wrong)), (401, "invalid_otp".into()));
+    let bad_password = rest(json!({"email": EMAIL, "password": "nope-nope", "otp": "0"})).await;
+    assert_eq!(code_of(&bad_password), "no_active_account", "no oracle");
+    let done = rest(json!({"email": EMAIL, "password": PASSWORD, "otp": text(&codes[2])})).await;
+    assert_eq!(done.status, 201, "{}", done.text);
+    assert_eq!(
+        jwt_claims(&text(&done.body["access"]))["amr"],
+        json!(["pwd", "otp"])
+    );
+
     let recovery = text(&codes[0]);
     let done = call(json!({"email": EMAIL, "password": PASSWORD, "otp": recovery})).await;
     let token = text(&done.body["data"]["login"]["token"]);

@@ -1,6 +1,6 @@
 //! One server with every dialect kind configured (django at `/django`, django-relay at
-//! `/relay`, krypton at `/krypton`, craft at `/craft`), a real SMTP listener, a real upstream behind `/api`, and
-//! an HTTP client that speaks to a dialect as its original's clients do (their header
+//! `/relay`, krypton at `/krypton`, craft at `/craft`, karrio at `/karrio`), a real SMTP
+//! listener, a real upstream behind `/api`, and an HTTP client that speaks to a dialect as its original's clients do (their header
 //! prefixes, their cookies).
 
 use super::smtp::SmtpSink;
@@ -37,6 +37,10 @@ prefix = "/krypton"
 [[dialects]]
 kind = "craft"
 prefix = "/craft"
+
+[[dialects]]
+kind = "karrio"
+prefix = "/karrio"
 "#;
 
 pub struct Setup {
