@@ -290,15 +290,15 @@ impl RoutePrefix {
     }
 
     /// The path without this prefix: `/api/users` → `/users`, `/api` → `/`.
-    pub fn strip(&self, path: &str) -> String {
+    pub fn strip<'a>(&self, path: &'a str) -> &'a str {
         if self.is_root() {
-            return path.to_string();
+            return path;
         }
         let rest = path.strip_prefix(self.0.as_str()).unwrap_or(path);
         if rest.is_empty() {
-            "/".to_string()
+            "/"
         } else {
-            rest.to_string()
+            rest
         }
     }
 }

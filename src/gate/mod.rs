@@ -4,10 +4,12 @@
 mod path;
 mod routes;
 
-use http::HeaderMap;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::AuthMode;
-use crate::jwt::{Claims, Rejection, TokenService};
+use crate::jwt::{Claims, Rejection, Subject, TokenService};
 
 pub use crate::config::Route;
 pub use path::{canonical_path, PathError};
@@ -76,72 +78,129 @@ pub enum AuthMethod {
     ApiKey,
 }
 
-/// A verified caller, as the upstream will learn it from the `X-Auth-*` headers.
+/// A verified caller, as the upstream will learn it from the `X-Auth-*` headers. A token's
+/// caller shares the verified claims (no copy of them per request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    pub user_id: String,
-    pub email: String,
-    pub username: Option<String>,
-    pub verified: bool,
-    pub staff: bool,
-    pub roles: Vec<String>,
+    who: Who,
     pub method: AuthMethod,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Who {
+    Token(Arc<Claims>),
+    Key(Subject),
+}
+
+/// The identity headers' names, in the order [`Identity::header_values`] gives their values.
+/// (Lower-case, as HTTP/2 writes every name; names are case-insensitive, RFC 9110 §5.1.)
+pub static IDENTITY_HEADERS: [HeaderName; 7] = [
+    HeaderName::from_static("x-auth-user-id"),
+    HeaderName::from_static("x-auth-email"),
+    HeaderName::from_static("x-auth-username"),
+    HeaderName::from_static("x-auth-verified"),
+    HeaderName::from_static("x-auth-staff"),
+    HeaderName::from_static("x-auth-roles"),
+    HeaderName::from_static("x-auth-method"),
+];
+
 impl Identity {
     /// An API key's owner.
-    pub fn from_subject(subject: crate::jwt::Subject, method: AuthMethod) -> Identity {
+    pub fn from_subject(subject: Subject, method: AuthMethod) -> Identity {
         Identity {
-            user_id: subject.user_id,
-            email: subject.email,
-            username: subject.username,
-            verified: subject.verified,
-            staff: subject.staff,
-            roles: subject.roles,
+            who: Who::Key(subject),
             method,
         }
     }
 
-    pub fn from_claims(claims: &Claims) -> Identity {
+    /// A verified token's caller.
+    pub fn from_claims(claims: Arc<Claims>) -> Identity {
         Identity {
-            user_id: claims.sub.clone(),
-            email: claims.email.clone(),
-            username: claims.username.clone(),
-            verified: claims.verified,
-            staff: claims.staff,
-            roles: claims.roles.clone(),
+            who: Who::Token(claims),
             method: AuthMethod::Jwt,
         }
     }
 
-    /// The identity headers, in a fixed order.
-    pub fn headers(&self) -> [(&'static str, String); 7] {
+    pub fn user_id(&self) -> &str {
+        match &self.who {
+            Who::Token(claims) => &claims.sub,
+            Who::Key(subject) => &subject.user_id,
+        }
+    }
+
+    pub fn email(&self) -> &str {
+        match &self.who {
+            Who::Token(claims) => &claims.email,
+            Who::Key(subject) => &subject.email,
+        }
+    }
+
+    pub fn username(&self) -> Option<&str> {
+        match &self.who {
+            Who::Token(claims) => claims.username.as_deref(),
+            Who::Key(subject) => subject.username.as_deref(),
+        }
+    }
+
+    pub fn verified(&self) -> bool {
+        match &self.who {
+            Who::Token(claims) => claims.verified,
+            Who::Key(subject) => subject.verified,
+        }
+    }
+
+    pub fn staff(&self) -> bool {
+        match &self.who {
+            Who::Token(claims) => claims.staff,
+            Who::Key(subject) => subject.staff,
+        }
+    }
+
+    pub fn roles(&self) -> &[String] {
+        match &self.who {
+            Who::Token(claims) => &claims.roles,
+            Who::Key(subject) => &subject.roles,
+        }
+    }
+
+    /// The values of [`IDENTITY_HEADERS`], in that order.
+    pub fn header_values(&self) -> [HeaderValue; 7] {
+        let flag = |on: bool| HeaderValue::from_static(if on { "true" } else { "false" });
+        let roles = match self.roles() {
+            [] => HeaderValue::from_static(""),
+            [one] => header_safe(one),
+            many => header_safe(&many.join(",")),
+        };
         [
-            ("X-Auth-User-Id", header_safe(&self.user_id)),
-            ("X-Auth-Email", header_safe(&self.email)),
-            (
-                "X-Auth-Username",
-                header_safe(self.username.as_deref().unwrap_or("")),
-            ),
-            ("X-Auth-Verified", self.verified.to_string()),
-            ("X-Auth-Staff", self.staff.to_string()),
-            ("X-Auth-Roles", header_safe(&self.roles.join(","))),
-            (
-                "X-Auth-Method",
-                match self.method {
-                    AuthMethod::Jwt => "jwt",
-                    AuthMethod::ApiKey => "api_key",
-                }
-                .to_string(),
-            ),
+            header_safe(self.user_id()),
+            header_safe(self.email()),
+            header_safe(self.username().unwrap_or("")),
+            flag(self.verified()),
+            flag(self.staff()),
+            roles,
+            HeaderValue::from_static(self.method.as_str()),
         ]
     }
 }
 
+impl AuthMethod {
+    /// The `X-Auth-Method` value, and the label of metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::ApiKey => "api_key",
+        }
+    }
+}
+
 /// Header values cannot carry control characters; our own data never has them, but a header
-/// must not be the place where that assumption breaks.
-fn header_safe(value: &str) -> String {
-    value.chars().filter(|c| !c.is_control()).collect()
+/// must not be the place where that assumption breaks. (`HeaderValue` refuses exactly the
+/// bytes below, so the common case is one check and one copy.)
+fn header_safe(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).unwrap_or_else(|_| {
+        let clean: String = value.chars().filter(|c| !c.is_control()).collect();
+        HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static(""))
+    })
 }
 
 /// Why a request may not pass.
@@ -266,7 +325,7 @@ pub fn authorize(
         Ok(Credential::Jwt(token)) => match tokens.verify(token) {
             Ok(claims) => {
                 second_factor = claims.has_second_factor();
-                Identity::from_claims(&claims)
+                Identity::from_claims(claims)
             }
             Err(rejection) => return denied(Cause::Token(rejection)),
         },
@@ -274,10 +333,10 @@ pub fn authorize(
     if route.require_mfa && !second_factor {
         return denied(Cause::MfaRequired);
     }
-    if route.require_verified && !identity.verified {
+    if route.require_verified && !identity.verified() {
         return denied(Cause::Unverified);
     }
-    if !route.roles.is_empty() && !route.roles.iter().any(|r| identity.roles.contains(r)) {
+    if !route.roles.is_empty() && !route.roles.iter().any(|r| identity.roles().contains(r)) {
         return denied(Cause::InsufficientRole);
     }
     Outcome::Authenticated(identity)
@@ -348,19 +407,33 @@ mod tests {
 
     #[test]
     fn identity_headers_never_carry_control_characters() {
-        let identity = Identity {
+        let subject = Subject {
             user_id: "u1".into(),
             email: "a@b.c\r\nX-Evil: 1".into(),
             username: None,
             verified: true,
             staff: false,
             roles: vec!["admin".into(), "ops".into()],
-            method: AuthMethod::Jwt,
         };
-        let h = identity.headers();
-        assert_eq!(h[1].1, "a@b.cX-Evil: 1");
-        assert_eq!(h[2].1, "");
-        assert_eq!(h[5].1, "admin,ops");
-        assert_eq!(h[6].1, "jwt");
+        let h = Identity::from_subject(subject, AuthMethod::Jwt).header_values();
+        assert_eq!(h[1], "a@b.cX-Evil: 1");
+        assert_eq!(h[2], "");
+        assert_eq!(h[3], "true");
+        assert_eq!(h[4], "false");
+        assert_eq!(h[5], "admin,ops");
+        assert_eq!(h[6], "jwt");
+        let subject = Subject {
+            user_id: "u2".into(),
+            email: "e@x.y".into(),
+            username: Some("bob\u{7f}".into()),
+            verified: false,
+            staff: true,
+            roles: vec!["one\n".into()],
+        };
+        let h = Identity::from_subject(subject, AuthMethod::ApiKey).header_values();
+        assert_eq!(
+            h.iter().map(|v| v.to_str().unwrap()).collect::<Vec<_>>(),
+            ["u2", "e@x.y", "bob", "false", "true", "one", "api_key"]
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! (`/public/../admin`, also as `%2e%2e`), encoded or literal separators (`%2F`, `%5C`, `\`),
 //! NUL and control characters.
 
+use std::borrow::Cow;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
     #[error("the path must start with `/`")]
@@ -19,11 +21,32 @@ pub enum PathError {
     BadEncoding,
 }
 
-/// Returns the canonical form of `raw` (a path without its query).
-pub fn canonical_path(raw: &str) -> Result<String, PathError> {
+/// Returns the canonical form of `raw` (a path without its query): `raw` itself, borrowed,
+/// when it is canonical already (the common case, which costs one scan and no allocation).
+pub fn canonical_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
+    let plain = !raw.contains("//")
+        && raw
+            .bytes()
+            .all(|b| !matches!(b, b'%' | b'\\' | 0..=0x1f | 0x7f));
+    let out = if plain {
+        Cow::Borrowed(raw)
+    } else {
+        Cow::Owned(rewrite(raw)?)
+    };
+    if out
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(PathError::DotSegment);
+    }
+    Ok(out)
+}
+
+/// Decodes, merges and refuses, byte by byte.
+fn rewrite(raw: &str) -> Result<String, PathError> {
     let bytes = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
     let mut i = 0;
@@ -58,12 +81,6 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
             }
         }
     }
-    if out
-        .split('/')
-        .any(|segment| segment == "." || segment == "..")
-    {
-        return Err(PathError::DotSegment);
-    }
     Ok(out)
 }
 
@@ -89,6 +106,8 @@ mod tests {
         assert_eq!(canonical_path("/a%20b/%c3%a9").unwrap(), "/a%20b/%C3%A9");
         assert_eq!(canonical_path("/café/x.json").unwrap(), "/café/x.json");
         assert_eq!(canonical_path("/a/..b/c.").unwrap(), "/a/..b/c.");
+        assert!(matches!(canonical_path("/api/v1/x"), Ok(Cow::Borrowed(_))));
+        assert!(matches!(canonical_path("/api//x"), Ok(Cow::Owned(_))));
     }
 
     #[test]
@@ -99,6 +118,8 @@ mod tests {
             ("/public/.%2E/admin", PathError::DotSegment),
             ("/./admin", PathError::DotSegment),
             ("/public/..", PathError::DotSegment),
+            ("/..", PathError::DotSegment),
+            ("/a/./", PathError::DotSegment),
             ("/public%2f..%2fadmin", PathError::EncodedSeparator),
             ("/public%5Cadmin", PathError::EncodedSeparator),
             ("/public\\admin", PathError::EncodedSeparator),

@@ -24,7 +24,12 @@ impl RouteTable {
 
     /// The route for a canonical path (see [`super::canonical_path`]).
     pub fn find(&self, path: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.prefix.matches(path))
+        self.position(path).map(|n| &self.routes[n])
+    }
+
+    /// Where in [`Self::all`] the route for a canonical path is.
+    pub fn position(&self, path: &str) -> Option<usize> {
+        self.routes.iter().position(|r| r.prefix.matches(path))
     }
 }
 

@@ -79,7 +79,7 @@ impl Claims {
 }
 
 /// Who a token is for: what the account logic hands to [`TokenService::issue`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Subject {
     pub user_id: String,
     pub email: String,

@@ -7,40 +7,92 @@ mod own;
 mod pages;
 mod respond;
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::app::App;
+use crate::config::AuthMode;
 use crate::gate::{self, Cause, Credential, Identity, Outcome, Route};
 use crate::graphql::AuthgateSchema;
 use crate::jwt::Rejection;
+use crate::metrics::Metrics;
 use crate::pages::links;
+use prometheus::{Histogram, IntCounter};
 
 use crate::reply::ErrorBody;
 
 /// Per-request state.
 pub struct Ctx {
-    request_id: String,
-    /// Metrics label: the route prefix, `authgate` for our own endpoints, `none` for no match.
-    label: Arc<str>,
+    request_id: HeaderValue,
+    /// Which of [`Proxy::series`] the request counts in.
+    series: usize,
     route: Option<Arc<Route>>,
     identity: Option<Identity>,
-    /// The canonical path, as authorized.
-    path: String,
+    /// The canonical path, as authorized, when it is not the request's path as sent.
+    canonical: Option<String>,
     upstream_start: Option<Instant>,
     /// Why the gate refused the request, for the access log.
     refusal: Option<&'static str>,
     /// The path the access log shows when it is not the request's (a link token left out).
     log_path: Option<String>,
     upstream_status: u16,
-    started: Instant,
+    /// When the request began, if the access log is on (it shows the latency).
+    started: Option<Instant>,
+}
+
+/// The series of our own endpoints, and of requests no route matches; routes follow.
+const OWN_SERIES: usize = 0;
+const NO_ROUTE_SERIES: usize = 1;
+const ROUTE_SERIES: usize = 2;
+
+/// The labelled metrics of one `route` label, each looked up in its vector the first time it
+/// is used and kept, so a request hashes no label strings.
+struct Series {
+    label: Arc<str>,
+    upstream_seconds: OnceLock<Histogram>,
+    /// By status code, 0 to 599, then any other.
+    statuses: Box<[OnceLock<IntCounter>]>,
+}
+
+impl Series {
+    fn new(label: &str) -> Series {
+        Series {
+            label: Arc::from(label),
+            upstream_seconds: OnceLock::new(),
+            statuses: (0..=STATUS_LABELS).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    fn requests(&self, metrics: &Metrics, status: u16) -> &IntCounter {
+        let slot = usize::from(status).min(STATUS_LABELS);
+        self.statuses[slot].get_or_init(|| {
+            metrics
+                .requests
+                .with_label_values(&[&*self.label, status_label(status)])
+        })
+    }
+
+    fn upstream_seconds(&self, metrics: &Metrics) -> &Histogram {
+        self.upstream_seconds
+            .get_or_init(|| metrics.upstream_seconds.with_label_values(&[&*self.label]))
+    }
+}
+
+/// The gate's outcomes that pass, counted without a label lookup.
+#[derive(Default)]
+struct Passed {
+    anonymous: OnceLock<IntCounter>,
+    jwt: OnceLock<IntCounter>,
+    api_key: OnceLock<IntCounter>,
 }
 
 /// The public listener, in both modes: authgate's own endpoints, then the gate, then the
@@ -48,9 +100,9 @@ pub struct Ctx {
 pub struct Proxy {
     app: Arc<App>,
     own: own::Endpoints,
-    label_own: Arc<str>,
-    label_none: Arc<str>,
-    route_labels: Vec<(Arc<Route>, Arc<str>)>,
+    /// [`OWN_SERIES`], [`NO_ROUTE_SERIES`], then one per route in the route table's order.
+    series: Vec<Series>,
+    passed: Passed,
 }
 
 impl Proxy {
@@ -59,30 +111,64 @@ impl Proxy {
         schema: AuthgateSchema,
         dialects: Vec<Arc<dyn crate::dialects::Dialect>>,
     ) -> Proxy {
-        let route_labels = app
-            .routes
-            .all()
-            .iter()
-            .map(|r| (r.clone(), Arc::from(r.prefix.as_str())))
+        let series = ["authgate", "none"]
+            .into_iter()
+            .map(Series::new)
+            .chain(
+                app.routes
+                    .all()
+                    .iter()
+                    .map(|r| Series::new(r.prefix.as_str())),
+            )
             .collect();
         Proxy {
             own: own::Endpoints::new(&app, schema, dialects),
             app,
-            label_own: Arc::from("authgate"),
-            label_none: Arc::from("none"),
-            route_labels,
+            series,
+            passed: Passed::default(),
         }
     }
 
-    fn label_for(&self, route: &Arc<Route>) -> Arc<str> {
-        self.route_labels
-            .iter()
-            .find(|(r, _)| Arc::ptr_eq(r, route))
-            .map(|(_, label)| label.clone())
-            .unwrap_or_else(|| self.label_none.clone())
+    fn count_passed(&self, identity: Option<&Identity>) {
+        let auth = &self.app.metrics.auth;
+        let (cell, labels) = match identity.map(|i| i.method) {
+            None => (&self.passed.anonymous, ["anonymous", "none"]),
+            Some(gate::AuthMethod::Jwt) => (&self.passed.jwt, ["allowed", "jwt"]),
+            Some(gate::AuthMethod::ApiKey) => (&self.passed.api_key, ["allowed", "api_key"]),
+        };
+        cell.get_or_init(|| auth.with_label_values(&labels)).inc();
+    }
+
+    /// The endpoint of ours that serves `path`, if any.
+    fn own_endpoint(&self, path: &str) -> Option<own::Endpoint> {
+        self.own.find(path).filter(|endpoint| {
+            // A verifier routes the gateway's paths only where a route names them.
+            *endpoint != own::Endpoint::GatewayOnly
+                || self
+                    .app
+                    .routes
+                    .find(path)
+                    .is_none_or(|r| r.prefix.is_root())
+        })
+    }
+
+    async fn serve_own(
+        &self,
+        endpoint: own::Endpoint,
+        path: String,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.series = OWN_SERIES;
+        ctx.log_path = self.own.loggable_path(endpoint, &path);
+        let reply = self.own.serve(endpoint, &path, session).await?;
+        respond::reply(session, &ctx.request_id, reply).await
     }
 
     async fn authorize(&self, route: &Route, req: &RequestHeader) -> Outcome {
+        if route.auth == AuthMode::None {
+            return Outcome::Anonymous;
+        }
         let found = gate::credential(&req.headers);
         match found {
             Ok(Credential::Jwt(_)) => {
@@ -101,7 +187,7 @@ impl Proxy {
                             Cause::Token(Rejection::UnknownKid | Rejection::NoKeys)
                         ) =>
                     {
-                        if fetcher.unknown_kid(&self.app.metrics).await {
+                        if Box::pin(fetcher.unknown_kid(&self.app.metrics)).await {
                             let again = gate::credential(&req.headers);
                             return gate::authorize(route, again, &self.app.tokens, |_| None);
                         }
@@ -110,8 +196,8 @@ impl Proxy {
                     _ => outcome,
                 }
             }
-            Ok(Credential::ApiKey(key)) if route.auth != crate::config::AuthMode::None => {
-                let owner = self.api_key_owner(key).await;
+            Ok(Credential::ApiKey(key)) => {
+                let owner = Box::pin(self.api_key_owner(key)).await;
                 gate::authorize(route, found, &self.app.tokens, |_| owner)
             }
             _ => gate::authorize(route, found, &self.app.tokens, |_| None),
@@ -130,33 +216,33 @@ impl Proxy {
     }
 }
 
-/// A client-supplied request id is kept when it is short and plain; otherwise we make one.
-fn request_id(req: &RequestHeader) -> String {
-    if let Some(value) = req
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        let ok = (1..=128).contains(&value.len())
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+/// A client-supplied request id is kept when it is short and plain; otherwise we make one (a
+/// random UUID, from the thread's generator: no system call per request).
+fn request_id(req: &RequestHeader) -> HeaderValue {
+    if let Some(value) = req.headers.get("x-request-id") {
+        let bytes = value.as_bytes();
+        let ok = (1..=128).contains(&bytes.len())
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
         if ok {
-            return value.to_string();
+            return value.clone();
         }
     }
-    uuid::Uuid::new_v4().to_string()
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 /// Removes every `X-Auth-*` header the client sent.
 fn strip_identity_headers(req: &mut RequestHeader) {
-    let spoofed: Vec<http::HeaderName> = req
-        .headers
-        .keys()
-        .filter(|name| name.as_str().starts_with(gate::IDENTITY_PREFIX))
-        .cloned()
-        .collect();
-    for name in spoofed {
+    let spoofed = |name: &http::HeaderName| name.as_str().starts_with(gate::IDENTITY_PREFIX);
+    if !req.headers.keys().any(spoofed) {
+        return;
+    }
+    let names: Vec<http::HeaderName> = req.headers.keys().filter(|n| spoofed(n)).cloned().collect();
+    for name in names {
         req.remove_header(&name);
     }
 }
@@ -167,19 +253,21 @@ impl ProxyHttp for Proxy {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
-            request_id: String::new(),
-            label: self.label_none.clone(),
+            request_id: HeaderValue::from_static(""),
+            series: NO_ROUTE_SERIES,
             route: None,
             identity: None,
-            path: String::new(),
+            canonical: None,
             upstream_start: None,
             refusal: None,
             log_path: None,
             upstream_status: 0,
-            started: Instant::now(),
+            started: self.app.config.log.access_log.then(Instant::now),
         }
     }
 
+    // The rare branches (our own endpoints, refusals) are boxed futures of their own, so the
+    // state of this one stays small: it is moved on every request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.request_id = request_id(session.req_header());
         strip_identity_headers(session.req_header_mut());
@@ -188,33 +276,26 @@ impl ProxyHttp for Proxy {
             Ok(path) => path,
             Err(e) => {
                 let body = ErrorBody::new("invalid_request", e.to_string());
-                respond::json(session, &ctx.request_id, 400, &body, None).await?;
+                Box::pin(respond::json(session, &ctx.request_id, 400, &body, None)).await?;
                 return Ok(true);
             }
         };
-        let own = self.own.find(&path).filter(|endpoint| {
-            // A verifier routes the gateway's paths only where a route names them.
-            *endpoint != own::Endpoint::GatewayOnly
-                || self
-                    .app
-                    .routes
-                    .find(&path)
-                    .is_none_or(|r| r.prefix.is_root())
-        });
-        if let Some(endpoint) = own {
-            ctx.label = self.label_own.clone();
-            ctx.log_path = self.own.loggable_path(endpoint, &path);
-            let reply = self.own.serve(endpoint, &path, session).await?;
-            respond::reply(session, &ctx.request_id, reply).await?;
+        if let Some(endpoint) = self.own_endpoint(&path) {
+            let path = path.into_owned();
+            Box::pin(self.serve_own(endpoint, path, session, ctx)).await?;
             return Ok(true);
         }
-        let Some(route) = self.app.routes.find(&path).cloned() else {
+        let Some(n) = self.app.routes.position(&path) else {
             let body = ErrorBody::new("not_found", "no route matches this path");
-            respond::json(session, &ctx.request_id, 404, &body, None).await?;
+            Box::pin(respond::json(session, &ctx.request_id, 404, &body, None)).await?;
             return Ok(true);
         };
-        ctx.label = self.label_for(&route);
-        let metrics = &self.app.metrics.auth;
+        let route = self.app.routes.all()[n].clone();
+        ctx.series = ROUTE_SERIES + n;
+        ctx.canonical = match path {
+            Cow::Owned(path) => Some(path),
+            Cow::Borrowed(_) => None,
+        };
         let req = session.req_header();
         // Browsers send no credentials on a preflight; such a route lets it through as is.
         let outcome =
@@ -224,25 +305,24 @@ impl ProxyHttp for Proxy {
                 self.authorize(&route, req).await
             };
         match outcome {
-            Outcome::Anonymous => metrics.with_label_values(&["anonymous", "none"]).inc(),
+            Outcome::Anonymous => self.count_passed(None),
             Outcome::Authenticated(identity) => {
-                let method = match identity.method {
-                    gate::AuthMethod::Jwt => "jwt",
-                    gate::AuthMethod::ApiKey => "api_key",
-                };
-                metrics.with_label_values(&["allowed", method]).inc();
+                self.count_passed(Some(&identity));
                 ctx.identity = Some(identity);
             }
             Outcome::Denied(denial) => {
                 let reason = denial.cause.reason();
-                metrics.with_label_values(&["denied", reason]).inc();
+                self.app
+                    .metrics
+                    .auth
+                    .with_label_values(&["denied", reason])
+                    .inc();
                 ctx.refusal = Some(reason);
-                respond::denial(session, &ctx.request_id, &denial).await?;
+                Box::pin(respond::denial(session, &ctx.request_id, &denial)).await?;
                 return Ok(true);
             }
         }
         ctx.route = Some(route);
-        ctx.path = path;
         Ok(false)
     }
 
@@ -277,10 +357,8 @@ impl ProxyHttp for Proxy {
     ) -> Result<()> {
         ctx.upstream_status = upstream_response.status.as_u16();
         if let Some(start) = ctx.upstream_start.take() {
-            self.app
-                .metrics
-                .upstream_seconds
-                .with_label_values(&[&ctx.label])
+            self.series[ctx.series]
+                .upstream_seconds(&self.app.metrics)
                 .observe(start.elapsed().as_secs_f64());
         }
         Ok(())
@@ -292,8 +370,7 @@ impl ProxyHttp for Proxy {
         response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        response.insert_header("x-request-id", ctx.request_id.as_str())?;
-        Ok(())
+        forward::rewrite_response(response, &ctx.request_id)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -334,29 +411,20 @@ impl ProxyHttp for Proxy {
         let status = session
             .response_written()
             .map_or(0, |resp| resp.status.as_u16());
-        self.app
-            .metrics
-            .requests
-            .with_label_values(&[&*ctx.label, status_label(status)])
-            .inc();
-        if self.app.config.log.access_log {
-            access_log(session, ctx, status);
+        let series = &self.series[ctx.series];
+        series.requests(&self.app.metrics, status).inc();
+        if let Some(started) = ctx.started {
+            access_log(session, ctx, &series.label, started, status);
         }
     }
 }
 
 /// One line per finished request. Never the query string, a header value, a cookie or a
 /// token: who asked is the user id the gate established.
-fn access_log(session: &Session, ctx: &Ctx, status: u16) {
+fn access_log(session: &Session, ctx: &Ctx, route: &str, started: Instant, status: u16) {
     let req = session.req_header();
     let (auth, user_id) = match &ctx.identity {
-        Some(identity) => (
-            match identity.method {
-                gate::AuthMethod::Jwt => "jwt",
-                gate::AuthMethod::ApiKey => "api_key",
-            },
-            identity.user_id.as_str(),
-        ),
+        Some(identity) => (identity.method.as_str(), identity.user_id()),
         None => ("none", ""),
     };
     // Link tokens travel in these paths: the log shows which page, not which token.
@@ -367,13 +435,13 @@ fn access_log(session: &Session, ctx: &Ctx, status: u16) {
         .unwrap_or(path);
     tracing::info!(
         target: "authgate::access",
-        request_id = %ctx.request_id,
+        request_id = ctx.request_id.to_str().unwrap_or(""),
         method = %req.method,
         path,
-        route = &*ctx.label,
+        route,
         status,
         upstream_status = ctx.upstream_status,
-        latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         bytes = session.body_bytes_sent(),
         auth,
         user_id,
@@ -382,11 +450,16 @@ fn access_log(session: &Session, ctx: &Ctx, status: u16) {
     );
 }
 
+/// Status codes 0 to 599 are labels of their own; any other is `other`.
+const STATUS_LABELS: usize = 600;
+
 /// Status codes as metric labels, made once.
 fn status_label(status: u16) -> &'static str {
-    static LABELS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let labels = LABELS.get_or_init(|| (0..600).map(|code| code.to_string()).collect());
-    labels.get(status as usize).map_or("other", String::as_str)
+    static LABELS: OnceLock<Vec<String>> = OnceLock::new();
+    let labels = LABELS.get_or_init(|| (0..STATUS_LABELS).map(|code| code.to_string()).collect());
+    labels
+        .get(usize::from(status))
+        .map_or("other", String::as_str)
 }
 
 /// Bytes of a fixed document, cheap to clone per request.

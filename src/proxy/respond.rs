@@ -1,6 +1,7 @@
 //! Responses authgate writes itself. Header and body are written directly (not through
 //! `respond_error`) so the client's keep-alive connection survives a 401.
 
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
@@ -8,14 +9,14 @@ use pingora::Result;
 use crate::gate::Denial;
 use crate::reply::{ErrorBody, Reply};
 
-pub async fn reply(session: &mut Session, request_id: &str, reply: Reply) -> Result<()> {
+pub async fn reply(session: &mut Session, request_id: &HeaderValue, reply: Reply) -> Result<()> {
     let mut header = ResponseHeader::build(reply.status, Some(6 + reply.headers.len()))?;
     // A 204 has no body, and so neither a type nor a length (RFC 9110 §8.6).
     if reply.status != 204 {
         header.insert_header("content-type", reply.content_type)?;
         header.insert_header("content-length", reply.body.len().to_string())?;
     }
-    header.insert_header("x-request-id", request_id)?;
+    header.insert_header("x-request-id", request_id.clone())?;
     if !reply
         .headers
         .iter()
@@ -38,7 +39,7 @@ pub async fn reply(session: &mut Session, request_id: &str, reply: Reply) -> Res
 
 pub async fn json(
     session: &mut Session,
-    request_id: &str,
+    request_id: &HeaderValue,
     status: u16,
     body: &ErrorBody,
     www_authenticate: Option<String>,
@@ -51,7 +52,11 @@ pub async fn json(
 }
 
 /// 401 with an RFC 6750 challenge, or 403.
-pub async fn denial(session: &mut Session, request_id: &str, denial: &Denial) -> Result<()> {
+pub async fn denial(
+    session: &mut Session,
+    request_id: &HeaderValue,
+    denial: &Denial,
+) -> Result<()> {
     let challenge = (denial.status == 401).then(|| match denial.error {
         None => r#"Bearer realm="authgate""#.to_string(),
         Some(error) => format!(
