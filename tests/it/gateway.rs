@@ -95,6 +95,44 @@ async fn valid_token_passes_with_identity_and_spoofed_headers_are_replaced() {
 }
 
 #[tokio::test]
+async fn the_clients_own_headers_reach_the_upstream_whole_beside_ours() {
+    let (_up, gate) = start().await;
+    let token = gate.tokens().issue(&subject()).unwrap().0;
+    for path in ["/svc/items?a=1&b=two", "/public/items?a=1&b=two"] {
+        let resp = spoofed(client().post(gate.url(path)))
+            .header("authorization", bearer(&token))
+            .header("x-trace", "one")
+            .header("x-trace", "two")
+            .header("X-Mixed-Case", "kept")
+            .header("x-request-id", "req-42")
+            .header("x-forwarded-for", "203.0.113.9")
+            .body("hello")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["x-request-id"], "req-42");
+        let doc: Value = resp.json().await.unwrap();
+        assert_eq!(doc["method"], "POST");
+        assert_eq!(doc["query"], "a=1&b=two");
+        assert_eq!(seen(&doc, "x-trace"), ["one", "two"], "{path}");
+        assert_eq!(seen(&doc, "x-mixed-case"), ["kept"]);
+        assert_eq!(seen(&doc, "authorization"), [bearer(&token)]);
+        assert_eq!(seen(&doc, "x-request-id"), ["req-42"]);
+        // An untrusted peer's chain is replaced, never extended.
+        assert_eq!(seen(&doc, "x-forwarded-for"), ["127.0.0.1"]);
+        assert!(seen(&doc, "x-auth-anything").is_empty());
+        if path.starts_with("/svc") {
+            assert_eq!(doc["path"], "/items");
+            assert_eq!(seen(&doc, "x-auth-user-id"), ["u_123"]);
+        } else {
+            assert_eq!(doc["path"], "/public/items");
+            assert!(auth_headers(&doc).is_empty());
+        }
+    }
+}
+
+#[tokio::test]
 async fn jwt_prefix_is_accepted() {
     let (_up, gate) = start().await;
     let token = gate.tokens().issue(&subject()).unwrap().0;
