@@ -122,65 +122,67 @@ impl Identity {
     }
 
     pub fn user_id(&self) -> &str {
-        match &self.who {
-            Who::Token(claims) => &claims.sub,
-            Who::Key(subject) => &subject.user_id,
-        }
-    }
-
-    pub fn email(&self) -> &str {
-        match &self.who {
-            Who::Token(claims) => &claims.email,
-            Who::Key(subject) => &subject.email,
-        }
-    }
-
-    pub fn username(&self) -> Option<&str> {
-        match &self.who {
-            Who::Token(claims) => claims.username.as_deref(),
-            Who::Key(subject) => subject.username.as_deref(),
-        }
+        self.fields().user_id
     }
 
     pub fn verified(&self) -> bool {
-        match &self.who {
-            Who::Token(claims) => claims.verified,
-            Who::Key(subject) => subject.verified,
-        }
-    }
-
-    pub fn staff(&self) -> bool {
-        match &self.who {
-            Who::Token(claims) => claims.staff,
-            Who::Key(subject) => subject.staff,
-        }
+        self.fields().verified
     }
 
     pub fn roles(&self) -> &[String] {
+        self.fields().roles
+    }
+
+    /// The caller's fields, borrowed from the token's claims or from the key's owner.
+    fn fields(&self) -> Fields<'_> {
         match &self.who {
-            Who::Token(claims) => &claims.roles,
-            Who::Key(subject) => &subject.roles,
+            Who::Token(claims) => Fields {
+                user_id: &claims.sub,
+                email: &claims.email,
+                username: claims.username.as_deref(),
+                verified: claims.verified,
+                staff: claims.staff,
+                roles: &claims.roles,
+            },
+            Who::Key(subject) => Fields {
+                user_id: &subject.user_id,
+                email: &subject.email,
+                username: subject.username.as_deref(),
+                verified: subject.verified,
+                staff: subject.staff,
+                roles: &subject.roles,
+            },
         }
     }
 
     /// The values of [`IDENTITY_HEADERS`], in that order.
     pub fn header_values(&self) -> [HeaderValue; 7] {
+        let fields = self.fields();
         let flag = |on: bool| HeaderValue::from_static(if on { "true" } else { "false" });
-        let roles = match self.roles() {
+        let roles = match fields.roles {
             [] => HeaderValue::from_static(""),
             [one] => header_safe(one),
             many => header_safe(&many.join(",")),
         };
         [
-            header_safe(self.user_id()),
-            header_safe(self.email()),
-            header_safe(self.username().unwrap_or("")),
-            flag(self.verified()),
-            flag(self.staff()),
+            header_safe(fields.user_id),
+            header_safe(fields.email),
+            header_safe(fields.username.unwrap_or("")),
+            flag(fields.verified),
+            flag(fields.staff),
             roles,
             HeaderValue::from_static(self.method.as_str()),
         ]
     }
+}
+
+struct Fields<'a> {
+    user_id: &'a str,
+    email: &'a str,
+    username: Option<&'a str>,
+    verified: bool,
+    staff: bool,
+    roles: &'a [String],
 }
 
 impl AuthMethod {

@@ -29,14 +29,11 @@ pub fn rewrite_request(
         .route
         .as_ref()
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
-    let mut parts: ReqParts = std::mem::replace(upstream, empty_request()).into();
+    let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts: ReqParts = std::mem::replace(upstream, empty).into();
     let result = rewrite_parts(server, session, route, &mut parts, ctx);
     *upstream = RequestHeader::from(parts);
     result
-}
-
-fn empty_request() -> RequestHeader {
-    RequestHeader::from(http::Request::new(()).into_parts().0)
 }
 
 fn rewrite_parts(
@@ -209,6 +206,28 @@ fn is_trusted(server: &Server, ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_keep_their_status_reason_and_headers_and_gain_the_request_id() {
+        let id = HeaderValue::from_static("req-1");
+        for (status, reason) in [(200, None), (200, Some("Fine")), (404, Some("Not Found"))] {
+            let mut response = ResponseHeader::build(status, None).unwrap();
+            response.set_reason_phrase(reason).unwrap();
+            response.append_header("Set-Cookie", "a=1").unwrap();
+            response.append_header("Set-Cookie", "b=2").unwrap();
+            response
+                .insert_header("X-Request-Id", "from-upstream")
+                .unwrap();
+            let reason_before = response.get_reason_phrase().map(str::to_owned);
+            rewrite_response(&mut response, &id).unwrap();
+            assert_eq!(response.status, status);
+            assert_eq!(response.get_reason_phrase(), reason_before.as_deref());
+            let cookies: Vec<_> = response.headers.get_all("set-cookie").iter().collect();
+            assert_eq!(cookies, ["a=1", "b=2"]);
+            assert_eq!(response.headers.get_all("x-request-id").iter().count(), 1);
+            assert_eq!(response.headers["x-request-id"], "req-1");
+        }
+    }
 
     #[test]
     fn addresses_read_as_their_display_form() {

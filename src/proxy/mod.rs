@@ -133,8 +133,13 @@ impl Proxy {
         let auth = &self.app.metrics.auth;
         let (cell, labels) = match identity.map(|i| i.method) {
             None => (&self.passed.anonymous, ["anonymous", "none"]),
-            Some(gate::AuthMethod::Jwt) => (&self.passed.jwt, ["allowed", "jwt"]),
-            Some(gate::AuthMethod::ApiKey) => (&self.passed.api_key, ["allowed", "api_key"]),
+            Some(method) => {
+                let cell = match method {
+                    gate::AuthMethod::Jwt => &self.passed.jwt,
+                    gate::AuthMethod::ApiKey => &self.passed.api_key,
+                };
+                (cell, ["allowed", method.as_str()])
+            }
         };
         cell.get_or_init(|| auth.with_label_values(&labels)).inc();
     }
